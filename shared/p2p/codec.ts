@@ -1,0 +1,142 @@
+import { byteStream, type ByteStream } from '@libp2p/utils'
+import type { Stream } from '@libp2p/interface'
+import { Value } from '@sinclair/typebox/value'
+import type { Static, TSchema } from '@sinclair/typebox'
+import { encode as encodeVarint, encodingLength } from 'uint8-varint'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { ProtocolError, TimeoutError } from '../errors.js'
+import { MAX_PIECE_SIZE } from '../pieces/piece-math.js'
+
+/** Largest JSON control message any protocol accepts. */
+export const MAX_MESSAGE_BYTES = 4 << 20
+/** Default deadline for one message to arrive or leave. */
+export const DEFAULT_MESSAGE_TIMEOUT_MS = 10_000
+
+export interface FramedStreamInit {
+  /** Deadline per message in ms. */
+  messageTimeoutMs?: number
+  /** Cap on one JSON message. */
+  maxMessageBytes?: number
+  /** Cap on one raw payload (a piece). */
+  maxPayloadBytes?: number
+}
+
+const MAX_VARINT_BYTES = 5
+
+/**
+ * Length-prefixed frames over a libp2p stream: JSON control messages validated
+ * against a schema, and raw payloads (piece bytes, never JSON-encoded). Every
+ * read and write has a deadline; every frame a size cap checked before its body
+ * is read. Violations throw ProtocolError, deadlines TimeoutError.
+ */
+export class FramedStream {
+  readonly stream: Stream
+  private readonly bytes: ByteStream<Stream>
+  private readonly timeoutMs: number
+  private readonly maxMessageBytes: number
+  private readonly maxPayloadBytes: number
+
+  constructor (stream: Stream, init: FramedStreamInit = {}) {
+    this.stream = stream
+    this.timeoutMs = init.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
+    this.maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
+    this.maxPayloadBytes = init.maxPayloadBytes ?? MAX_PIECE_SIZE
+    this.bytes = byteStream(stream, { maxBufferSize: Math.max(this.maxMessageBytes, this.maxPayloadBytes) + 64 })
+  }
+
+  /** Read one JSON message and check it against `schema`. Returns null on a clean end of stream. */
+  async readMessage<S extends TSchema>(schema: S, options: { allowEnd: true, signal?: AbortSignal }): Promise<Static<S> | null>
+  async readMessage<S extends TSchema>(schema: S, options?: { allowEnd?: false, signal?: AbortSignal }): Promise<Static<S>>
+  async readMessage<S extends TSchema>(schema: S, options: { allowEnd?: boolean, signal?: AbortSignal } = {}): Promise<Static<S> | null> {
+    const frame = await this.readFrame(this.maxMessageBytes, options.allowEnd === true, options.signal)
+    if (frame == null) return null
+    let value: unknown
+    try {
+      value = JSON.parse(Buffer.from(frame.subarray()).toString('utf8'))
+    } catch {
+      throw new ProtocolError('message is not valid JSON')
+    }
+    if (!Value.Check(schema, value)) throw new ProtocolError('message does not match its schema')
+    return value
+  }
+
+  /** Read one raw payload of exactly `expectedLength` bytes. */
+  async readPayload (expectedLength: number, signal?: AbortSignal): Promise<Uint8ArrayList> {
+    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal)
+    if (frame == null || frame.byteLength !== expectedLength) {
+      throw new ProtocolError(`payload of ${frame?.byteLength ?? 0} bytes, expected ${expectedLength}`)
+    }
+    return frame
+  }
+
+  async writeMessage (message: unknown, signal?: AbortSignal): Promise<void> {
+    const body = Buffer.from(JSON.stringify(message), 'utf8')
+    if (body.byteLength > this.maxMessageBytes) throw new ProtocolError('outgoing message too large')
+    await this.writeFrame(body, signal)
+  }
+
+  async writePayload (payload: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
+    await this.writeFrame(payload, signal)
+  }
+
+  /** Finish writing; the remote sees a clean end. */
+  async close (): Promise<void> {
+    await this.stream.close({ signal: AbortSignal.timeout(this.timeoutMs) }).catch(err => { this.stream.abort(err) })
+  }
+
+  abort (err: Error): void {
+    this.stream.abort(err)
+  }
+
+  private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal): Promise<Uint8ArrayList | null> {
+    const deadline = this.deadline(signal)
+    try {
+      let length = 0
+      for (let i = 0; ; i++) {
+        if (i >= MAX_VARINT_BYTES) throw new ProtocolError('frame length prefix too long')
+        let b: Uint8ArrayList
+        try {
+          b = await this.bytes.read({ bytes: 1, signal: deadline })
+        } catch (err) {
+          if (i === 0 && allowEnd && (err as Error).name === 'UnexpectedEOFError') return null
+          if (i === 0 && (err as Error).name === 'UnexpectedEOFError') throw new ProtocolError('stream ended before a message')
+          throw err
+        }
+        const byte = b.get(0)
+        length += (byte & 0x7f) * 2 ** (7 * i)
+        if ((byte & 0x80) === 0) break
+      }
+      if (length > max) throw new ProtocolError(`frame of ${length} bytes exceeds the cap of ${max}`)
+      if (length === 0) return new Uint8ArrayList()
+      return await this.bytes.read({ bytes: length, signal: deadline })
+    } catch (err) {
+      throw this.translate(err, deadline)
+    }
+  }
+
+  private async writeFrame (data: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
+    const deadline = this.deadline(signal)
+    const prefix = encodeVarint(data.byteLength, new Uint8Array(encodingLength(data.byteLength)))
+    try {
+      await this.bytes.write(new Uint8ArrayList(prefix, data), { signal: deadline })
+    } catch (err) {
+      throw this.translate(err, deadline)
+    }
+  }
+
+  private deadline (signal?: AbortSignal): AbortSignal {
+    const timeout = AbortSignal.timeout(this.timeoutMs)
+    return signal == null ? timeout : AbortSignal.any([signal, timeout])
+  }
+
+  private translate (err: unknown, deadline: AbortSignal): Error {
+    if (err instanceof ProtocolError) return err
+    if (deadline.aborted) {
+      const reason: unknown = deadline.reason
+      if (reason instanceof Error && reason.name === 'TimeoutError') return new TimeoutError('message deadline passed', { cause: err })
+      return reason instanceof Error ? reason : new TimeoutError('aborted', { cause: err })
+    }
+    if (err instanceof Error && err.name === 'UnexpectedEOFError') return new ProtocolError('stream ended mid-message', { cause: err })
+    return err instanceof Error ? err : new ProtocolError(String(err))
+  }
+}

@@ -1,0 +1,117 @@
+import type { Libp2p, PeerId, Stream, Connection, Startable } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { Type } from '@sinclair/typebox'
+import type { Logger } from 'pino'
+import { parseDigest, sha256Hex, type Digest } from '../oci/digest.js'
+import { DigestMismatchError, ProtocolError, errorFromCode, type DamselflyError } from '../errors.js'
+import { FramedStream } from './codec.js'
+import { PIECE_PROTOCOL } from './protocols.js'
+
+/** Where the piece server gets bytes from (the store). */
+export interface PieceSource {
+  readPiece: (digest: Digest, index: number) => Promise<Uint8Array | undefined>
+}
+
+export const PieceRequest = Type.Object({
+  digest: Type.String({ maxLength: 80 }),
+  index: Type.Integer({ minimum: 0, maximum: 1 << 20 })
+}, { additionalProperties: false })
+
+export const PieceResponse = Type.Union([
+  Type.Object({ ok: Type.Literal(true), length: Type.Integer({ minimum: 0 }) }),
+  Type.Object({ ok: Type.Literal(false), code: Type.String({ maxLength: 40 }), message: Type.String({ maxLength: 1000 }) })
+])
+
+export interface PieceServerComponents {
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
+  source: PieceSource
+  logger: Logger
+}
+
+export interface PieceServerInit {
+  /** Concurrent piece streams per connection. */
+  maxInboundStreams?: number
+  messageTimeoutMs?: number
+  /** Called after a piece was sent, with its size (upload metrics, rate limits). */
+  onUpload?: (bytes: number, peer: PeerId) => void
+}
+
+/** Serves one piece per stream: request {digest, index} → header, then the raw bytes. */
+export class PieceServer implements Startable {
+  private readonly components: PieceServerComponents
+  private readonly init: PieceServerInit
+  private readonly log: Logger
+
+  constructor (components: PieceServerComponents, init: PieceServerInit = {}) {
+    this.components = components
+    this.init = init
+    this.log = components.logger.child({ component: 'piece-server' })
+  }
+
+  async start (): Promise<void> {
+    await this.components.libp2p.handle(PIECE_PROTOCOL, async (stream, connection) => { await this.onStream(stream, connection) }, {
+      maxInboundStreams: this.init.maxInboundStreams ?? 64
+    })
+  }
+
+  async stop (): Promise<void> {
+    await this.components.libp2p.unhandle(PIECE_PROTOCOL)
+  }
+
+  private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    const framed = new FramedStream(stream, { messageTimeoutMs: this.init.messageTimeoutMs })
+    try {
+      const req = await framed.readMessage(PieceRequest)
+      const digest = parseDigest(req.digest)
+      const bytes = await this.components.source.readPiece(digest, req.index)
+      if (bytes == null) {
+        await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
+      } else {
+        await framed.writeMessage({ ok: true, length: bytes.byteLength })
+        await framed.writePayload(bytes)
+        this.init.onUpload?.(bytes.byteLength, connection.remotePeer)
+      }
+      await framed.close()
+    } catch (err) {
+      this.log.debug({ err, peer: connection.remotePeer.toString() }, 'piece stream failed')
+      framed.abort(err as Error)
+    }
+  }
+}
+
+export interface FetchPieceOptions {
+  digest: Digest
+  index: number
+  /** The piece's sha256 (hex); the bytes are checked against it before they are returned. */
+  sha256: string
+  length: number
+  signal?: AbortSignal
+  messageTimeoutMs?: number
+}
+
+/**
+ * Ask `peer` for one piece and return its verified bytes. Throws a typed error
+ * (ProtocolError, DigestMismatchError, TimeoutError, or the remote's code).
+ */
+export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol'>, peer: PeerId | Multiaddr, opts: FetchPieceOptions): Promise<Uint8Array> {
+  const stream = await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal: opts.signal ?? AbortSignal.timeout(opts.messageTimeoutMs ?? 10_000) })
+  const framed = new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
+  try {
+    await framed.writeMessage({ digest: opts.digest.value, index: opts.index }, opts.signal)
+    const res = await framed.readMessage(PieceResponse, { signal: opts.signal })
+    if (!res.ok) throw remoteError(res.code, res.message)
+    if (res.length !== opts.length) throw new ProtocolError(`peer announced ${res.length} bytes for a ${opts.length}-byte piece`)
+    const payload = await framed.readPayload(opts.length, opts.signal)
+    const bytes = payload.subarray()
+    if (sha256Hex(bytes) !== opts.sha256) throw new DigestMismatchError(`piece ${opts.index} of ${opts.digest.value} failed verification`)
+    await framed.close()
+    return bytes
+  } catch (err) {
+    framed.abort(err as Error)
+    throw err
+  }
+}
+
+function remoteError (code: string, message: string): DamselflyError {
+  return errorFromCode(code, message)
+}

@@ -1,0 +1,168 @@
+import { open, type FileHandle } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { Bitfield } from '../pieces/bitfield.js'
+import { manifestFromWire, manifestToWire, type PieceManifest } from '../pieces/piece-manifest.js'
+import { pieceLength, pieceRange } from '../pieces/piece-math.js'
+import { sha256Hex } from '../oci/digest.js'
+import { DigestMismatchError, ProtocolError } from '../errors.js'
+import { writeFileAtomic } from './atomic-write.js'
+
+/** On-disk state of a partial blob: enough to resume after a crash. */
+interface PartialState {
+  manifest: unknown
+  bitfield: string
+}
+
+/**
+ * One blob being downloaded: a sparse data file written at piece offsets, and
+ * its manifest and bitfield persisted beside it. A piece is marked held only
+ * after its bytes are written, so a restart never trusts a torn piece.
+ * Callers verify piece bytes (or pass their hash); writePiece checks again
+ * against the manifest when the hash is known.
+ */
+export class PartialBlob {
+  readonly manifest: PieceManifest
+  readonly bitfield: Bitfield
+  private readonly fh: FileHandle
+  private readonly statePath: string
+  private persisting: Promise<void> = Promise.resolve()
+  private persistQueued = false
+  private closed = false
+
+  private constructor (manifest: PieceManifest, bitfield: Bitfield, fh: FileHandle, statePath: string) {
+    this.manifest = manifest
+    this.bitfield = bitfield
+    this.fh = fh
+    this.statePath = statePath
+  }
+
+  static async create (manifest: PieceManifest, dataPath: string, statePath: string): Promise<PartialBlob> {
+    const fh = await open(dataPath, 'w+', 0o644)
+    try {
+      await fh.truncate(manifest.size)
+      const blob = new PartialBlob(manifest, new Bitfield(manifest.pieces.length), fh, statePath)
+      await blob.persistNow()
+      return blob
+    } catch (err) {
+      await fh.close()
+      throw err
+    }
+  }
+
+  /** Reopen a partial blob left by an earlier run; throws if its state is unreadable. */
+  static async resume (dataPath: string, statePath: string, stateText: string): Promise<PartialBlob> {
+    let state: PartialState
+    try {
+      state = JSON.parse(stateText) as PartialState
+    } catch {
+      throw new ProtocolError('partial blob state is not JSON')
+    }
+    const manifest = manifestFromWire(state.manifest)
+    const bitfield = Bitfield.fromBase64(manifest.pieces.length, String(state.bitfield))
+    const fh = await open(dataPath, 'r+')
+    const { size } = await fh.stat()
+    if (size !== manifest.size) {
+      await fh.close()
+      throw new ProtocolError('partial blob data file has the wrong size')
+    }
+    return new PartialBlob(manifest, bitfield, fh, statePath)
+  }
+
+  get digest (): string {
+    return this.manifest.digest.value
+  }
+
+  get complete (): boolean {
+    return this.bitfield.complete
+  }
+
+  /** Learn a piece's hash (the manifest grows while the supernode fetches). */
+  setPieceHash (index: number, hex: string): void {
+    const known = this.manifest.pieces[index]
+    if (known != null && known !== hex) throw new ProtocolError(`piece ${index} hash changed`)
+    this.manifest.pieces[index] = hex
+  }
+
+  /**
+   * Store a piece's bytes. When the manifest knows the piece's hash the bytes
+   * must match it; `hash` (already computed by the caller) saves hashing twice.
+   */
+  async writePiece (index: number, data: Uint8Array, hash?: string): Promise<void> {
+    if (this.closed) throw new ProtocolError('partial blob is closed')
+    if (index < 0 || index >= this.manifest.pieces.length) throw new ProtocolError(`piece ${index} out of range`)
+    if (data.byteLength !== pieceLength(this.manifest.size, this.manifest.pieceSize, index)) {
+      throw new ProtocolError(`piece ${index} has ${data.byteLength} bytes`)
+    }
+    const actual = hash ?? sha256Hex(data)
+    const expected = this.manifest.pieces[index]
+    if (expected != null && expected !== actual) throw new DigestMismatchError(`piece ${index} does not match its hash`)
+    if (this.bitfield.has(index)) return
+    const { start } = pieceRange(this.manifest.size, this.manifest.pieceSize, index)
+    let written = 0
+    while (written < data.byteLength) {
+      const { bytesWritten } = await this.fh.write(data, written, data.byteLength - written, start + written)
+      written += bytesWritten
+    }
+    if (expected == null) this.manifest.pieces[index] = actual
+    this.bitfield.set(index)
+    this.schedulePersist()
+  }
+
+  /** Bytes of a held piece, or undefined. */
+  async readPiece (index: number): Promise<Uint8Array | undefined> {
+    if (!this.bitfield.has(index) || this.closed) return undefined
+    const { start, end } = pieceRange(this.manifest.size, this.manifest.pieceSize, index)
+    const buf = Buffer.allocUnsafe(end - start)
+    let read = 0
+    while (read < buf.byteLength) {
+      const { bytesRead } = await this.fh.read(buf, read, buf.byteLength - read, start + read)
+      if (bytesRead === 0) throw new ProtocolError('partial data file shorter than expected')
+      read += bytesRead
+    }
+    return buf
+  }
+
+  /** Hash the whole data file in order; throws DigestMismatchError if it is not the blob. */
+  async verify (): Promise<void> {
+    const hash = createHash('sha256')
+    const buf = Buffer.allocUnsafe(Math.min(4 << 20, Math.max(this.manifest.size, 1)))
+    for (let pos = 0; pos < this.manifest.size;) {
+      const { bytesRead } = await this.fh.read(buf, 0, Math.min(buf.byteLength, this.manifest.size - pos), pos)
+      if (bytesRead === 0) throw new ProtocolError('partial data file shorter than expected')
+      hash.update(buf.subarray(0, bytesRead))
+      pos += bytesRead
+    }
+    if (hash.digest('hex') !== this.manifest.digest.hex) throw new DigestMismatchError(`blob ${this.digest} does not match its digest`)
+  }
+
+  async flush (): Promise<void> {
+    await this.persisting
+    if (this.persistQueued) await this.persisting
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    await this.flush()
+    this.closed = true
+    await this.fh.close()
+  }
+
+  stateJson (): string {
+    const state: PartialState = { manifest: manifestToWire(this.manifest), bitfield: this.bitfield.toBase64() }
+    return JSON.stringify(state)
+  }
+
+  private async persistNow (): Promise<void> {
+    await writeFileAtomic(this.statePath, this.stateJson())
+  }
+
+  /** Coalesce state writes: at most one in flight and one queued. */
+  private schedulePersist (): void {
+    if (this.persistQueued) return
+    this.persistQueued = true
+    this.persisting = this.persisting.then(async () => {
+      this.persistQueued = false
+      if (!this.closed) await this.persistNow()
+    }).catch(() => {})
+  }
+}
