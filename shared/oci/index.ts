@@ -1,0 +1,10 @@
+/** shared/oci: references, digests, media types, auth challenges, tokens, endpoints, the registry client. */
+export * from './digest.js'
+export * from './reference.js'
+export * from './media-types.js'
+export * from './auth-challenge.js'
+export * from './token-cache.js'
+export * from './endpoints.js'
+export * from './registry-types.js'
+export { RegistryClient, type RegistryClientInit, MAX_MANIFEST_BYTES, DEFAULT_USER_AGENT } from './registry-client.js'
+export { basicHeader } from './registry-auth.js'
