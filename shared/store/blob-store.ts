@@ -145,9 +145,10 @@ export class BlobStore {
     try {
       if (!blob.complete) throw new Error(`blob ${digest.value} is missing pieces`)
       if (options.verified !== true) await blob.verify()
-      await blob.close()
-      const dir = this.layout.completeDir(digest)
-      await mkdir(dir, { recursive: true })
+      await blob.flush()
+      // the partial stays readable (its open handle survives the rename) until
+      // the complete entry exists, so a piece reader never finds neither
+      await mkdir(this.layout.completeDir(digest), { recursive: true })
       await writeFileAtomic(this.layout.completeManifest(digest), JSON.stringify(manifestToWire(blob.manifest)))
       await rename(this.layout.partialData(digest), this.layout.completeData(digest))
       this.manifests.set(digest.value, blob.manifest)
@@ -156,6 +157,7 @@ export class BlobStore {
       throw err
     }
     this.partials.delete(digest.value)
+    await blob.close()
     await rm(this.layout.partialEntry(digest), { recursive: true, force: true })
   }
 

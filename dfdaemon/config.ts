@@ -1,0 +1,38 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const DaemonConfigSchema = Type.Object({
+  /** The supernode's HTTP address. */
+  supernode: Type.String({ pattern: '^https?://' }),
+  /** Mirror endpoint address (loopback by default: only this host's runtime talks to it). */
+  host: Type.String({ minLength: 1 }),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  /** Address other daemons reach this one on; defaults to `host`. */
+  p2pHost: Type.Optional(Type.String({ minLength: 1 })),
+  p2pPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+  /** Multiaddrs to announce instead of the listen address (NAT, containers). */
+  announce: Type.Array(Type.String()),
+  dataDir: Type.String({ minLength: 1 }),
+  /** The registry behind un-prefixed requests (Docker's registry-mirrors). */
+  upstream: Type.String({ pattern: '^https?://' }),
+  /** Registry name → endpoint URL that serves it. */
+  registryEndpoints: Type.Record(Type.String(), Type.String({ pattern: '^https?://' })),
+  /** Registries reached over plain HTTP (loopback ones always are). */
+  insecureRegistries: Type.Array(Type.String()),
+  /** Piece requests in flight to the supernode at once, per blob. */
+  supernodeInFlight: Type.Integer({ minimum: 1, maximum: 64 }),
+  logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')])
+}, { additionalProperties: false })
+
+export type DaemonConfig = Static<typeof DaemonConfigSchema>
+
+export const DAEMON_DEFAULTS: Omit<DaemonConfig, 'supernode' | 'dataDir'> = {
+  host: '127.0.0.1',
+  port: 65001,
+  p2pPort: 65002,
+  announce: [],
+  upstream: 'https://registry-1.docker.io',
+  registryEndpoints: {},
+  insecureRegistries: [],
+  supernodeInFlight: 4,
+  logLevel: 'info'
+}

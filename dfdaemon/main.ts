@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+import '../shared/polyfill.js'
+import { Command } from 'commander'
+import { loadConfig } from '../shared/config.js'
+import { ConfigError } from '../shared/errors.js'
+import { createLogger } from '../shared/logging.js'
+import { DaemonConfigSchema, DAEMON_DEFAULTS, type DaemonConfig } from './config.js'
+import { createDaemon } from './daemon.js'
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+
+function keyValues (pairs: string[] | undefined): Record<string, string> | undefined {
+  if (pairs == null) return undefined
+  const out: Record<string, string> = {}
+  for (const p of pairs) {
+    const i = p.indexOf('=')
+    if (i <= 0) throw new ConfigError(`expected NAME=URL, got "${p}"`)
+    out[p.slice(0, i)] = p.slice(i + 1)
+  }
+  return out
+}
+
+const program = new Command()
+  .name('dfdaemon')
+  .description('damselfly host agent: a registry mirror for the local container runtime, fed by the swarm')
+  .option('--supernode <url>', 'the supernode HTTP address, e.g. http://10.0.0.5:8002')
+  .option('--port <port>', `mirror port (default ${DAEMON_DEFAULTS.port})`)
+  .option('--p2p-port <port>', `libp2p port (default ${DAEMON_DEFAULTS.p2pPort})`)
+  .option('--data-dir <dir>', 'where pieces and blobs are kept')
+  .option('--upstream <url>', `registry behind un-prefixed requests (default ${DAEMON_DEFAULTS.upstream})`)
+  .option('--host <addr>', `mirror listen address (default ${DAEMON_DEFAULTS.host})`)
+  .option('--p2p-host <addr>', 'libp2p listen address (default: --host)')
+  .option('--announce <multiaddr>', 'address to announce to peers (repeatable)', collect)
+  .option('--registry-endpoint <name=url>', 'fetch registry NAME from URL (repeatable)', collect)
+  .option('--insecure-registry <name>', 'reach registry NAME over plain HTTP (repeatable)', collect)
+  .option('--config <file>', 'YAML config file (flags override it)')
+  .option('--log-level <level>', `trace|debug|info|warn|error|silent (default ${DAEMON_DEFAULTS.logLevel})`)
+  .showHelpAfterError()
+
+async function main (): Promise<void> {
+  program.parse()
+  const o = program.opts<Record<string, string | string[] | undefined>>()
+  let config: DaemonConfig
+  try {
+    config = loadConfig(DaemonConfigSchema, DAEMON_DEFAULTS as DaemonConfig, {
+      file: o.config as string | undefined,
+      flags: {
+        supernode: o.supernode,
+        port: o.port,
+        p2pPort: o.p2pPort,
+        dataDir: o.dataDir,
+        upstream: o.upstream,
+        host: o.host,
+        p2pHost: o.p2pHost,
+        announce: o.announce,
+        registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
+        insecureRegistries: o.insecureRegistry,
+        logLevel: o.logLevel
+      }
+    })
+    if (config.supernode == null) throw new ConfigError('missing required setting "supernode" (--supernode URL)')
+    if (config.dataDir == null) throw new ConfigError('missing required setting "dataDir" (--data-dir DIR)')
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dfdaemon: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+
+  const logger = createLogger({ name: 'dfdaemon', level: config.logLevel })
+  const daemon = await createDaemon(config, { logger })
+  await daemon.start()
+
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'stopping')
+    daemon.stop().then(() => process.exit(0), (err: unknown) => {
+      logger.error({ err }, 'error while stopping')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', () => { stop('SIGINT') })
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`dfdaemon: ${(err as Error)?.stack ?? String(err)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,27 @@
+import { Counter, Gauge, type Registry } from 'prom-client'
+
+/** The daemon's own metrics, all on one registry given by the composition root. */
+export class DaemonMetrics {
+  readonly pieceBytes: Counter<'source'>
+  readonly pieces: Counter<'source'>
+  readonly pieceFailures: Counter<'source' | 'reason'>
+  readonly uploadBytes: Counter
+  readonly piecesInFlight: Gauge
+  readonly downloads: Counter<'result'>
+  readonly localHits: Counter
+
+  constructor (registry: Registry) {
+    const registers = [registry]
+    this.pieceBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_total', help: 'Verified piece bytes received, by source', labelNames: ['source'], registers })
+    this.pieces = new Counter({ name: 'damselfly_dfdaemon_pieces_total', help: 'Verified pieces received, by source', labelNames: ['source'], registers })
+    this.pieceFailures = new Counter({ name: 'damselfly_dfdaemon_piece_failures_total', help: 'Piece requests that failed, by source and reason', labelNames: ['source', 'reason'], registers })
+    this.uploadBytes = new Counter({ name: 'damselfly_dfdaemon_upload_bytes_total', help: 'Piece bytes served to peers', registers })
+    this.piecesInFlight = new Gauge({ name: 'damselfly_dfdaemon_pieces_in_flight', help: 'Piece requests in flight', registers })
+    this.downloads = new Counter({ name: 'damselfly_dfdaemon_blob_downloads_total', help: 'Blob downloads finished, by result', labelNames: ['result'], registers })
+    this.localHits = new Counter({ name: 'damselfly_dfdaemon_local_hits_total', help: 'Blob requests served from the local store', registers })
+    for (const source of ['supernode', 'peer', 'origin']) {
+      this.pieceBytes.inc({ source }, 0)
+      this.pieces.inc({ source }, 0)
+    }
+  }
+}

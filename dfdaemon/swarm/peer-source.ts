@@ -1,0 +1,44 @@
+import type { PeerId } from '@libp2p/interface'
+import { fetchPiece } from '../../shared/p2p/piece-protocol.js'
+import { pieceLength } from '../../shared/pieces/piece-math.js'
+import type { PieceManifest } from '../../shared/pieces/piece-manifest.js'
+import type { DamselflyNode } from '../../shared/p2p/node.js'
+import { ProtocolError } from '../../shared/errors.js'
+import type { PieceSource, SourceKind } from './piece-source.js'
+
+export interface PeerSourceInit {
+  kind: SourceKind
+  maxInFlight: number
+  /** Deadline for one piece: at least `minPieceTimeoutMs`, plus `msPerMiB` for each MiB. */
+  minPieceTimeoutMs?: number
+  msPerMiB?: number
+}
+
+/** Deadline for one piece of `length` bytes (Kraken's rule: max(4 s, 4 s per MB), a little looser). */
+export function pieceTimeoutMs (length: number, min = 10_000, perMiB = 4_000): number {
+  return Math.max(min, Math.ceil(length / (1 << 20)) * perMiB)
+}
+
+/** A libp2p peer (the supernode or a neighbour) as a piece source for one blob. */
+export function peerPieceSource (libp2p: DamselflyNode, peer: PeerId, manifest: PieceManifest, has: (index: number) => boolean, init: PeerSourceInit): PieceSource {
+  return {
+    id: peer.toString(),
+    kind: init.kind,
+    maxInFlight: init.maxInFlight,
+    has,
+    fetch: async (index, signal) => {
+      const sha256 = manifest.pieces[index]
+      if (sha256 == null) throw new ProtocolError(`piece ${index} has no known hash yet`)
+      const length = pieceLength(manifest.size, manifest.pieceSize, index)
+      const timeout = pieceTimeoutMs(length, init.minPieceTimeoutMs, init.msPerMiB)
+      return await fetchPiece(libp2p, peer, {
+        digest: manifest.digest,
+        index,
+        sha256,
+        length,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
+        messageTimeoutMs: timeout
+      })
+    }
+  }
+}

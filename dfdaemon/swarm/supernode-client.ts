@@ -1,0 +1,111 @@
+import { request } from 'undici'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { FramedStream } from '../../shared/p2p/codec.js'
+import { TASK_PROTOCOL } from '../../shared/p2p/protocols.js'
+import { TaskAnswer, TASK_PROGRESS_TIMEOUT_MS, type TaskRequest } from '../../shared/p2p/task-messages.js'
+import { UnavailableError } from '../../shared/errors.js'
+import type { DamselflyNode } from '../../shared/p2p/node.js'
+
+export interface SupernodeClientInit {
+  /** The supernode's HTTP address, e.g. http://10.0.0.5:8002. */
+  url: string
+  /** Deadline for learning the supernode's identity over HTTP. */
+  infoTimeoutMs?: number
+  /** Deadline for each task answer (no progress → the task is stalled). */
+  progressTimeoutMs?: number
+}
+
+export interface SupernodeClientComponents {
+  libp2p: DamselflyNode
+  logger: Logger
+}
+
+/** A task in progress on the supernode, as a stream of answers. */
+export interface TaskStream extends AsyncIterable<TaskAnswer> {
+  close: () => void
+}
+
+/**
+ * The daemon's way to the supernode: learns its peer id and addresses from
+ * `/api/v1/info`, keeps them in the peer store, and opens task streams.
+ */
+export class SupernodeClient {
+  private readonly init: SupernodeClientInit
+  private readonly libp2p: DamselflyNode
+  private readonly log: Logger
+  private peer?: PeerId
+
+  constructor (components: SupernodeClientComponents, init: SupernodeClientInit) {
+    this.libp2p = components.libp2p
+    this.log = components.logger.child({ component: 'supernode-client' })
+    this.init = init
+  }
+
+  /** The supernode's peer id, asking it over HTTP the first time. */
+  async peerId (signal?: AbortSignal): Promise<PeerId> {
+    if (this.peer != null) return this.peer
+    const url = new URL('/api/v1/info', this.init.url)
+    const timeout = AbortSignal.timeout(this.init.infoTimeoutMs ?? 5000)
+    let body: { peerId?: unknown, multiaddrs?: unknown }
+    try {
+      const res = await request(url, { signal: signal == null ? timeout : AbortSignal.any([signal, timeout]) })
+      if (res.statusCode !== 200) {
+        await res.body.dump()
+        throw new Error(`HTTP ${res.statusCode}`)
+      }
+      body = await res.body.json() as typeof body
+    } catch (err) {
+      throw new UnavailableError(`supernode at ${this.init.url} unreachable`, { cause: err })
+    }
+    if (typeof body.peerId !== 'string' || !Array.isArray(body.multiaddrs)) throw new UnavailableError('supernode info is malformed')
+    const peer = peerIdFromString(body.peerId)
+    const addrs = body.multiaddrs.filter((a): a is string => typeof a === 'string').map(a => multiaddr(a))
+    await this.libp2p.peerStore.merge(peer, { multiaddrs: addrs })
+    this.log.info({ peer: peer.toString(), addrs: addrs.map(String) }, 'supernode found')
+    this.peer = peer
+    return peer
+  }
+
+  /** The supernode's peer id if already known. */
+  knownPeerId (): PeerId | undefined {
+    return this.peer
+  }
+
+  /** Open the task for a blob; the answers arrive as the supernode makes progress. */
+  async openTask (req: TaskRequest, signal?: AbortSignal): Promise<TaskStream> {
+    const peer = await this.peerId(signal)
+    let stream
+    try {
+      stream = await this.libp2p.dialProtocol(peer, TASK_PROTOCOL, { signal: signal ?? AbortSignal.timeout(10_000) })
+    } catch (err) {
+      // the supernode may have restarted with new addresses: ask again next time
+      this.peer = undefined
+      throw new UnavailableError('cannot open a task stream to the supernode', { cause: err })
+    }
+    const framed = new FramedStream(stream, { messageTimeoutMs: this.init.progressTimeoutMs ?? TASK_PROGRESS_TIMEOUT_MS })
+    await framed.writeMessage(req, signal)
+    let closed = false
+    return {
+      close: () => {
+        if (closed) return
+        closed = true
+        framed.abort(new Error('task closed'))
+      },
+      [Symbol.asyncIterator]: async function * () {
+        while (!closed) {
+          const answer = await framed.readMessage(TaskAnswer, { allowEnd: true, signal })
+          if (answer == null) return
+          yield answer
+          if (answer.type === 'done' || answer.type === 'error') {
+            closed = true
+            await framed.close()
+            return
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,36 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/** Everything the supernode is configured with: defaults, then a YAML/JSON file, then flags. */
+export const SupernodeConfigSchema = Type.Object({
+  /** HTTP API port (health, info, metrics). */
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  /** libp2p TCP port (task, piece and DHT protocols). */
+  p2pPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+  /** Address both listeners bind: 127.0.0.1, ::1, 0.0.0.0, ::. */
+  host: Type.String({ minLength: 1 }),
+  /** Where the store and the node key live. */
+  dataDir: Type.String({ minLength: 1 }),
+  logLevel: Type.Union(LOG_LEVELS.map(l => Type.Literal(l))),
+  /** Registry name → base URL of its API, e.g. { "docker.io": "https://mirror.example" }. */
+  registryEndpoints: Type.Record(Type.String({ minLength: 1 }), Type.String({ pattern: '^https?://' })),
+  /** Registry names (host or host:port) reached over plain HTTP. */
+  insecureRegistries: Type.Array(Type.String({ minLength: 1 })),
+  /** Multiaddrs to announce to peers instead of the listen addresses. */
+  announce: Type.Array(Type.String({ minLength: 1 }))
+}, { additionalProperties: false })
+
+export type SupernodeConfig = Static<typeof SupernodeConfigSchema>
+
+/** dataDir has no usable default: it must come from the file or --data-dir. */
+export const SUPERNODE_DEFAULTS: SupernodeConfig = {
+  port: 8002,
+  p2pPort: 8003,
+  host: '127.0.0.1',
+  dataDir: '',
+  logLevel: 'info',
+  registryEndpoints: {},
+  insecureRegistries: [],
+  announce: []
+}

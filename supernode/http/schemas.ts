@@ -1,0 +1,19 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const HealthResponse = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('starting')])
+})
+export type HealthResponse = Static<typeof HealthResponse>
+
+export const InfoResponse = Type.Object({
+  peerId: Type.String(),
+  multiaddrs: Type.Array(Type.String())
+})
+export type InfoResponse = Static<typeof InfoResponse>
+
+export const ErrorResponse = Type.Object({
+  errors: Type.Array(Type.Object({
+    code: Type.String(),
+    message: Type.String()
+  }))
+})

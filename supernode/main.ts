@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+import '../shared/polyfill.js'
+import { Command, Option } from 'commander'
+import { loadConfig } from '../shared/config.js'
+import { ConfigError } from '../shared/errors.js'
+import { createLogger } from '../shared/logging.js'
+import { SUPERNODE_DEFAULTS, SupernodeConfigSchema, LOG_LEVELS, type SupernodeConfig } from './config.js'
+import { createSupernode } from './supernode.js'
+
+interface Flags {
+  port?: string
+  p2pPort?: string
+  dataDir?: string
+  host?: string
+  config?: string
+  logLevel?: string
+  registryEndpoint?: string[]
+  insecureRegistry?: string[]
+  announce?: string[]
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+function parseArgs (argv: string[]): Flags {
+  const program = new Command()
+    .name('supernode')
+    .description('damselfly supernode: fetches each blob from its origin once and seeds its pieces to the dfdaemons')
+    .option('--port <port>', `HTTP API port (default ${SUPERNODE_DEFAULTS.port})`)
+    .option('--p2p-port <port>', `libp2p TCP port (default ${SUPERNODE_DEFAULTS.p2pPort})`)
+    .option('--data-dir <dir>', 'directory for the blob store and the node key (required)')
+    .option('--host <addr>', `address the HTTP API and libp2p listen on (default ${SUPERNODE_DEFAULTS.host})`)
+    .option('--config <file>', 'YAML or JSON config file; flags override it')
+    .addOption(new Option('--log-level <level>', `log level (default ${SUPERNODE_DEFAULTS.logLevel})`).choices(LOG_LEVELS))
+    .option('--registry-endpoint <name=url>', 'API base URL of a registry, e.g. docker.io=https://mirror.example (repeatable)', collect)
+    .option('--insecure-registry <name>', 'registry reached over plain HTTP (repeatable)', collect)
+    .option('--announce <multiaddr>', 'multiaddr to announce instead of the listen address (repeatable)', collect)
+    .showHelpAfterError()
+  program.parse(argv)
+  return program.opts<Flags>()
+}
+
+function endpointMap (pairs: string[] | undefined): Record<string, string> | undefined {
+  if (pairs === undefined) return undefined
+  const out: Record<string, string> = {}
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=')
+    if (eq <= 0 || eq === pair.length - 1) throw new ConfigError(`--registry-endpoint wants NAME=URL, got "${pair}"`)
+    out[pair.slice(0, eq)] = pair.slice(eq + 1)
+  }
+  return out
+}
+
+function readConfig (flags: Flags): SupernodeConfig {
+  const config = loadConfig(SupernodeConfigSchema, SUPERNODE_DEFAULTS, {
+    file: flags.config,
+    flags: {
+      port: flags.port,
+      p2pPort: flags.p2pPort,
+      dataDir: flags.dataDir,
+      host: flags.host,
+      logLevel: flags.logLevel,
+      registryEndpoints: endpointMap(flags.registryEndpoint),
+      insecureRegistries: flags.insecureRegistry,
+      announce: flags.announce
+    }
+  })
+  if (config.dataDir === '') throw new ConfigError('a data directory is required (--data-dir or dataDir)')
+  return config
+}
+
+async function main (): Promise<void> {
+  let config: SupernodeConfig
+  try {
+    config = readConfig(parseArgs(process.argv))
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`supernode: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+  const logger = createLogger({ name: 'supernode', level: config.logLevel })
+  const supernode = await createSupernode(config, { logger })
+
+  let stopping = false
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal, exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    logger.info({ signal }, 'stopping')
+    supernode.stop().then(() => { process.exit(0) }, (err: unknown) => {
+      logger.error({ err }, 'unclean stop')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', shutdown)
+  process.on('SIGTERM', shutdown)
+
+  try {
+    await supernode.start()
+  } catch (err) {
+    process.stderr.write(`supernode: cannot start: ${(err as Error).message}\n`)
+    await supernode.stop().catch(() => {})
+    process.exit(1)
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`supernode: ${(err as Error).message ?? String(err)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,32 @@
+import { Counter, type Registry } from 'prom-client'
+
+/** The supernode's own metrics; one place names them. */
+export interface SupernodeMetrics {
+  /** Bytes read from origin registries. */
+  originBytes: Counter
+  /** Origin fetches by result: `ok`, or the lowercased OCI code of the error. */
+  originFetches: Counter<'result'>
+  /** Piece bytes sent to peers. */
+  uploadBytes: Counter
+}
+
+export function createSupernodeMetrics (registry: Registry): SupernodeMetrics {
+  return {
+    originBytes: new Counter({
+      name: 'damselfly_supernode_origin_bytes_total',
+      help: 'Bytes read from origin registries',
+      registers: [registry]
+    }),
+    originFetches: new Counter({
+      name: 'damselfly_supernode_origin_fetches_total',
+      help: 'Blob fetches from origin registries, by result',
+      labelNames: ['result'] as const,
+      registers: [registry]
+    }),
+    uploadBytes: new Counter({
+      name: 'damselfly_supernode_upload_bytes_total',
+      help: 'Piece bytes served to peers',
+      registers: [registry]
+    })
+  }
+}

@@ -1,0 +1,141 @@
+import type { Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
+import type { Logger } from 'pino'
+import { FramedStream } from '../../shared/p2p/codec.js'
+import { TASK_PROTOCOL } from '../../shared/p2p/protocols.js'
+import { TaskRequest, type TaskAnswer } from '../../shared/p2p/task-messages.js'
+import { parseDigest } from '../../shared/oci/digest.js'
+import { isValidRegistryHost, validateRepository } from '../../shared/oci/reference.js'
+import { ANONYMOUS, type Credentials } from '../../shared/oci/registry-types.js'
+import { manifestToWire } from '../../shared/pieces/piece-manifest.js'
+import { DamselflyError, InvalidNameError } from '../../shared/errors.js'
+import type { OriginFetcher } from '../origin/origin-fetcher.js'
+import type { FetchTask, PieceComplete } from '../origin/fetch-task.js'
+
+export interface TaskHandlerComponents {
+  libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
+  originFetcher: Pick<OriginFetcher, 'ensure'>
+  logger: Logger
+}
+
+export interface TaskHandlerInit {
+  /** Concurrent task streams per connection (a daemon asks for each blob it pulls). */
+  maxInboundStreams?: number
+  /** Deadline for the request to arrive and for each answer to leave. */
+  messageTimeoutMs?: number
+}
+
+export const DEFAULT_MAX_TASK_STREAMS = 64
+
+/**
+ * Answers TASK_PROTOCOL: one request {registry, repository, digest,
+ * authorization?}, then the piece manifest known so far, a `piece` message as
+ * each further piece completes, and `done` — or one `error` with the OCI code
+ * (and the origin's challenge for UNAUTHORIZED). Nothing escapes: failures are
+ * logged, without the authorization, and the stream closed or aborted.
+ */
+export class TaskHandler implements Startable {
+  private readonly components: TaskHandlerComponents
+  private readonly init: TaskHandlerInit
+  private readonly log: Logger
+
+  constructor (components: TaskHandlerComponents, init: TaskHandlerInit = {}) {
+    this.components = components
+    this.init = init
+    this.log = components.logger.child({ component: 'task-handler' })
+  }
+
+  async start (): Promise<void> {
+    await this.components.libp2p.handle(TASK_PROTOCOL, async (stream, connection) => { await this.onStream(stream, connection) }, {
+      maxInboundStreams: this.init.maxInboundStreams ?? DEFAULT_MAX_TASK_STREAMS
+    })
+  }
+
+  async stop (): Promise<void> {
+    await this.components.libp2p.unhandle(TASK_PROTOCOL)
+  }
+
+  private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    const framed = new FramedStream(stream, { messageTimeoutMs: this.init.messageTimeoutMs })
+    const peer = connection.remotePeer.toString()
+    let digest: string | undefined
+    try {
+      const req = await framed.readMessage(TaskRequest)
+      digest = req.digest
+      const task = await this.components.originFetcher.ensure({
+        registry: checkRegistry(req.registry),
+        repository: validateRepository(req.repository),
+        digest: parseDigest(req.digest),
+        credentials: credentialsOf(req.authorization)
+      })
+      await this.follow(framed, task)
+      await framed.close()
+    } catch (err) {
+      await this.fail(framed, err, { peer, digest })
+    }
+  }
+
+  /** Send the manifest so far, then each piece as it completes, then done (or the fetch's error). */
+  private async follow (framed: FramedStream, task: FetchTask): Promise<void> {
+    const pending: PieceComplete[] = []
+    let wake: (() => void) | undefined
+    let gone = false
+    const onClose = (): void => { gone = true; wake?.() }
+    framed.stream.addEventListener('close', onClose)
+    // subscribe and take the snapshot in one tick, so no piece falls between them
+    const unsubscribe = task.onPiece(piece => { pending.push(piece); wake?.() })
+    const manifest = manifestToWire(task.manifest)
+    let finished = task.finished
+    task.done.then(() => { finished = true; wake?.() }, () => { finished = true; wake?.() })
+    try {
+      await framed.writeMessage(answer({ type: 'manifest', manifest }))
+      for (;;) {
+        while (pending.length > 0 && !gone) {
+          const { index, sha256 } = pending.shift() as PieceComplete
+          await framed.writeMessage(answer({ type: 'piece', index, sha256 }))
+        }
+        if (gone) throw new DamselflyError('task stream closed by the peer')
+        if (finished) break
+        await new Promise<void>(resolve => { wake = resolve })
+        wake = undefined
+      }
+    } finally {
+      unsubscribe()
+      framed.stream.removeEventListener('close', onClose)
+    }
+    if (task.error != null) throw task.error
+    await framed.writeMessage(answer({ type: 'done' }))
+  }
+
+  private async fail (framed: FramedStream, err: unknown, context: { peer: string, digest?: string }): Promise<void> {
+    const error = err instanceof Error ? err : new Error(String(err))
+    // the error's name and message only: never the request, which may hold an authorization
+    this.log.debug({ ...context, err: { name: error.name, message: error.message } }, 'task stream failed')
+    const status = framed.stream.status
+    if (!(err instanceof DamselflyError) || status !== 'open') {
+      framed.abort(error)
+      return
+    }
+    try {
+      const message: TaskAnswer = { type: 'error', code: err.code, message: err.message.slice(0, 2000) }
+      if ('challenge' in err && typeof err.challenge === 'string') message.challenge = err.challenge.slice(0, 4096)
+      await framed.writeMessage(message)
+      await framed.close()
+    } catch (writeErr) {
+      framed.abort(writeErr as Error)
+    }
+  }
+}
+
+function answer (a: TaskAnswer): TaskAnswer {
+  return a
+}
+
+function checkRegistry (registry: string): string {
+  if (!isValidRegistryHost(registry)) throw new InvalidNameError('invalid registry name')
+  return registry
+}
+
+/** The client's Authorization header is passed to the origin unchanged; without one, anonymous. */
+function credentialsOf (authorization: string | undefined): Credentials {
+  return authorization != null && authorization !== '' ? { kind: 'authorization', header: authorization } : ANONYMOUS
+}
