@@ -20,6 +20,12 @@ export const DaemonConfigSchema = Type.Object({
   insecureRegistries: Type.Array(Type.String()),
   /** Piece requests in flight to the supernode at once, per blob. */
   supernodeInFlight: Type.Integer({ minimum: 1, maximum: 64 }),
+  /** Piece requests in flight to one neighbour at once, per blob. */
+  peerInFlight: Type.Integer({ minimum: 1, maximum: 64 }),
+  /** Most neighbours per blob. */
+  maxNeighbours: Type.Integer({ minimum: 1, maximum: 200 }),
+  /** Extra DHT bootstrap peers (multiaddrs with /p2p/ ids), besides the supernode. */
+  bootstrap: Type.Array(Type.String({ minLength: 1 })),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')])
 }, { additionalProperties: false })
 
@@ -34,5 +40,8 @@ export const DAEMON_DEFAULTS: Omit<DaemonConfig, 'supernode' | 'dataDir'> = {
   registryEndpoints: {},
   insecureRegistries: [],
   supernodeInFlight: 4,
+  peerInFlight: 3,
+  maxNeighbours: 10,
+  bootstrap: [],
   logLevel: 'info'
 }

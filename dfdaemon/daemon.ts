@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { BlobStore } from '../shared/store/blob-store.js'
 import { createNode, loadOrCreateKey, type DamselflyNode } from '../shared/p2p/node.js'
@@ -12,6 +13,9 @@ import { BlobDownload } from './swarm/blob-download.js'
 import { RarestFirstPolicy } from './swarm/piece-policy.js'
 import { peerPieceSource } from './swarm/peer-source.js'
 import { SwarmBlobProvider } from './swarm/swarm-blob-provider.js'
+import { SwarmNetwork } from './swarm/swarm-network.js'
+import { Seeder } from './swarm/seeder.js'
+import { SwarmHandler } from './p2p/swarm-handler.js'
 import { buildMirrorApp, type MirrorApp } from './mirror/app.js'
 import { UpstreamResolver } from './mirror/upstream.js'
 import { ManifestProxy } from './mirror/manifest-proxy.js'
@@ -21,6 +25,7 @@ export interface Daemon {
   stop: () => Promise<void>
   readonly node: DamselflyNode
   readonly app: MirrorApp
+  readonly metrics: DaemonMetrics
   /** Base URL of the mirror once started. */
   readonly mirrorUrl: string
 }
@@ -38,9 +43,10 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     announce: config.announce
   })
   const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode })
+  const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger })
   const policy = new RarestFirstPolicy()
 
-  const blobs = new SwarmBlobProvider({
+  const blobs: SwarmBlobProvider = new SwarmBlobProvider({
     store,
     metrics,
     logger,
@@ -48,6 +54,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       store,
       metrics,
       logger,
+      network,
       openTask: async (r) => await supernode.openTask({
         registry: r.registry,
         repository: r.repository,
@@ -58,13 +65,18 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
         const peer = supernode.knownPeerId()
         if (peer == null) throw new Error('supernode identity unknown')
         return peerPieceSource(node, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight })
-      }
-    }, { req, policy })
+      },
+      peerSource: (manifest, neighbour) => peerPieceSource(node, neighbour.peer, manifest, (i) => neighbour.bitfield.has(i), {
+        kind: 'peer', maxInFlight: config.peerInFlight
+      })
+    }, { req, policy, maxNeighbours: config.maxNeighbours })
   })
 
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
     onUpload: (bytes) => { metrics.uploadBytes.inc(bytes) }
   })
+  const swarmHandler = new SwarmHandler({ libp2p: node, store, download: (d) => blobs.active(d), logger })
+  const seeder = new Seeder({ store, network, logger })
 
   const client = new RegistryClient({ logger })
   const upstreams = new UpstreamResolver({
@@ -77,26 +89,39 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
   const app = buildMirrorApp({ logger, metrics: registry, blobs, manifests, upstreams, ready: () => ready })
   let mirrorUrl = ''
 
+  /** Join the DHT through the supernode and any configured peers; failures are retried by the next pull. */
+  const bootstrap = async (): Promise<void> => {
+    const dials: Array<Promise<unknown>> = config.bootstrap.map(async (a) => await node.dial(multiaddr(a), { signal: AbortSignal.timeout(10_000) }))
+    dials.push(supernode.peerId().then(async (peer) => await node.dial(peer, { signal: AbortSignal.timeout(10_000) })))
+    const results = await Promise.allSettled(dials)
+    for (const r of results) if (r.status === 'rejected') logger.warn({ err: (r.reason as Error).message }, 'bootstrap peer not reachable')
+  }
+
   return {
     node,
     app,
+    metrics,
     get mirrorUrl () { return mirrorUrl },
     async start () {
       await store.init()
       await node.start()
       await pieceServer.start()
+      await swarmHandler.start()
       mirrorUrl = await app.listen({ host: config.host, port: config.port })
       ready = true
       logger.info({ mirror: mirrorUrl, peerId: node.peerId.toString(), p2p: node.getMultiaddrs().map(String) }, 'dfdaemon ready')
-      // learn the supernode early; a failure here is retried on the first pull
-      supernode.peerId().catch((err: Error) => { logger.warn({ err: err.message }, 'supernode not reachable yet') })
+      void bootstrap()
+      seeder.start()
     },
     async stop () {
       ready = false
+      await seeder.stop()
       blobs.close()
       await app.close()
+      await swarmHandler.stop()
       await pieceServer.stop()
       await node.stop()
+      await client.close()
       await store.close()
     }
   }

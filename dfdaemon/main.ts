@@ -31,6 +31,7 @@ const program = new Command()
   .option('--host <addr>', `mirror listen address (default ${DAEMON_DEFAULTS.host})`)
   .option('--p2p-host <addr>', 'libp2p listen address (default: --host)')
   .option('--announce <multiaddr>', 'address to announce to peers (repeatable)', collect)
+  .option('--bootstrap <multiaddr>', 'a peer to join the DHT through, besides the supernode (repeatable)', collect)
   .option('--registry-endpoint <name=url>', 'fetch registry NAME from URL (repeatable)', collect)
   .option('--insecure-registry <name>', 'reach registry NAME over plain HTTP (repeatable)', collect)
   .option('--config <file>', 'YAML config file (flags override it)')
@@ -53,6 +54,7 @@ async function main (): Promise<void> {
         host: o.host,
         p2pHost: o.p2pHost,
         announce: o.announce,
+        bootstrap: o.bootstrap,
         registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
         insecureRegistries: o.insecureRegistry,
         logLevel: o.logLevel

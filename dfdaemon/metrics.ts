@@ -9,6 +9,10 @@ export class DaemonMetrics {
   readonly piecesInFlight: Gauge
   readonly downloads: Counter<'result'>
   readonly localHits: Counter
+  readonly trackerAnnounces: Counter<'result'>
+  readonly dhtLookups: Counter<'result'>
+  readonly dhtProvides: Counter<'result'>
+  readonly neighbours: Gauge
 
   constructor (registry: Registry) {
     const registers = [registry]
@@ -19,6 +23,10 @@ export class DaemonMetrics {
     this.piecesInFlight = new Gauge({ name: 'damselfly_dfdaemon_pieces_in_flight', help: 'Piece requests in flight', registers })
     this.downloads = new Counter({ name: 'damselfly_dfdaemon_blob_downloads_total', help: 'Blob downloads finished, by result', labelNames: ['result'], registers })
     this.localHits = new Counter({ name: 'damselfly_dfdaemon_local_hits_total', help: 'Blob requests served from the local store', registers })
+    this.trackerAnnounces = new Counter({ name: 'damselfly_dfdaemon_tracker_announces_total', help: 'Announces to the supernode tracker, by result', labelNames: ['result'], registers })
+    this.dhtLookups = new Counter({ name: 'damselfly_dfdaemon_dht_lookups_total', help: 'DHT provider lookups, by result', labelNames: ['result'], registers })
+    this.dhtProvides = new Counter({ name: 'damselfly_dfdaemon_dht_provides_total', help: 'DHT provider records published, by result', labelNames: ['result'], registers })
+    this.neighbours = new Gauge({ name: 'damselfly_dfdaemon_neighbours', help: 'Neighbours exchanging pieces with this daemon, over all blobs', registers })
     for (const source of ['supernode', 'peer', 'origin']) {
       this.pieceBytes.inc({ source }, 0)
       this.pieces.inc({ source }, 0)

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client'
+import { Counter, Gauge, type Registry } from 'prom-client'
 
 /** The supernode's own metrics; one place names them. */
 export interface SupernodeMetrics {
@@ -8,6 +8,12 @@ export interface SupernodeMetrics {
   originFetches: Counter<'result'>
   /** Piece bytes sent to peers. */
   uploadBytes: Counter
+  /** Tracker announces by result: `ok`, `refused` (answered with an error) or `failed` (stream aborted). */
+  trackerAnnounces: Counter<'result'>
+  /** Blobs the tracker knows at least one live peer of. */
+  trackerBlobs: Gauge
+  /** Peers the tracker knows at least one live blob of. */
+  trackerPeers: Gauge
 }
 
 export function createSupernodeMetrics (registry: Registry): SupernodeMetrics {
@@ -26,6 +32,22 @@ export function createSupernodeMetrics (registry: Registry): SupernodeMetrics {
     uploadBytes: new Counter({
       name: 'damselfly_supernode_upload_bytes_total',
       help: 'Piece bytes served to peers',
+      registers: [registry]
+    }),
+    trackerAnnounces: new Counter({
+      name: 'damselfly_supernode_tracker_announces_total',
+      help: 'Tracker announces received, by result',
+      labelNames: ['result'] as const,
+      registers: [registry]
+    }),
+    trackerBlobs: new Gauge({
+      name: 'damselfly_supernode_tracker_blobs',
+      help: 'Blobs the tracker knows at least one live peer of',
+      registers: [registry]
+    }),
+    trackerPeers: new Gauge({
+      name: 'damselfly_supernode_tracker_peers',
+      help: 'Peers the tracker knows at least one live blob of',
       registers: [registry]
     })
   }

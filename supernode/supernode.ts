@@ -12,6 +12,8 @@ import type { SupernodeConfig } from './config.js'
 import { createSupernodeMetrics } from './metrics.js'
 import { OriginFetcher, type OriginClient } from './origin/origin-fetcher.js'
 import { TaskHandler } from './p2p/task-handler.js'
+import { TrackerState } from './tracker/tracker-state.js'
+import { TrackerHandler } from './tracker/tracker-handler.js'
 import { buildApp } from './http/app.js'
 
 export interface SupernodeDeps {
@@ -54,6 +56,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     metrics: counters
   })
   const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger })
+  const trackerState = new TrackerState()
+  const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
     onUpload: bytes => { counters.uploadBytes.inc(bytes) }
   })
@@ -78,6 +82,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       await store.init()
       await node.start()
       await taskHandler.start()
+      await trackerHandler.start()
       await pieceServer.start()
       await app.listen({ host: config.host, port: config.port })
       const addr = app.server.address() as AddressInfo
@@ -90,6 +95,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       ready = false
       await app.close()
       await taskHandler.stop().catch(err => { log.warn({ err }, 'task handler stop failed') })
+      await trackerHandler.stop().catch(err => { log.warn({ err }, 'tracker handler stop failed') })
       await pieceServer.stop().catch(err => { log.warn({ err }, 'piece server stop failed') })
       await originFetcher.stop()
       await node.stop()

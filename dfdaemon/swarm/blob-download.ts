@@ -8,39 +8,50 @@ import type { DaemonMetrics } from '../metrics.js'
 import type { PiecePolicy } from './piece-policy.js'
 import type { PieceSource } from './piece-source.js'
 import type { TaskStream } from './supernode-client.js'
+import { PieceScheduler } from './piece-scheduler.js'
+import type { Neighbour } from './neighbour.js'
+import type { PeerContact, SwarmNetwork } from './swarm-network.js'
 
 export interface BlobDownloadComponents {
   store: BlobStore
   metrics: DaemonMetrics
   logger: Logger
+  network: SwarmNetwork
   /** Opens the blob's task on the supernode. */
   openTask: (req: BlobRequest) => Promise<TaskStream>
-  /** Makes the supernode a piece source for this blob, given what it holds. */
+  /** Makes the supernode a piece source for this blob. */
   supernodeSource: (manifest: PieceManifest, has: (index: number) => boolean) => PieceSource
+  /** Makes a neighbour a piece source for this blob. */
+  peerSource: (manifest: PieceManifest, neighbour: Neighbour) => PieceSource
 }
 
 export interface BlobDownloadInit {
   req: BlobRequest
   policy: PiecePolicy
-  /** Attempts per piece before the download fails. */
+  /** Most neighbours for this blob. */
+  maxNeighbours?: number
+  /** Tracker announce period while downloading. */
+  announceIntervalMs?: number
+  /** Fewer peers than this from the tracker → also ask the DHT. */
+  minTrackerPeers?: number
   maxPieceAttempts?: number
 }
-
-/** A failing source is set aside for this long, doubling per consecutive failure up to the max. */
-const SET_ASIDE_BASE_MS = 250
-const SET_ASIDE_MAX_MS = 30_000
 
 interface Waiter {
   resolve: () => void
   reject: (err: Error) => void
 }
 
+const DHT_LOOKUP_INTERVAL_MS = 10_000
+
 /**
- * One blob's download on this host: asks the supernode for the task, then
- * fetches pieces from the sources it knows, several in flight at once, each
- * verified before it is written; clients wait on pieces in order while the
- * rest arrives. When every piece is held the blob is checked whole and moved
- * into the store.
+ * One blob's download on this host. Asks the supernode for the task (the
+ * piece manifest and its updates), finds neighbours through the tracker and
+ * the DHT, and lets the scheduler pull pieces from all of them; clients wait
+ * on pieces in order while the rest arrives. Every piece is verified before
+ * it is written and announced; the whole blob is checked before it enters
+ * the store. Without a supernode, the manifest comes from a neighbour found
+ * on the DHT.
  */
 export class BlobDownload {
   readonly req: BlobRequest
@@ -49,39 +60,35 @@ export class BlobDownload {
   /** Resolves when the blob is complete and committed to the store. */
   readonly done: Promise<void>
 
-  private readonly components: BlobDownloadComponents
-  private readonly policy: PiecePolicy
-  private readonly maxAttempts: number
+  private readonly c: BlobDownloadComponents
+  private readonly init: BlobDownloadInit
   private readonly log: Logger
-  private readonly abort = new AbortController()
-  private readonly sources: PieceSource[] = []
-  private readonly inFlight = new Map<number, AbortController>()
-  private readonly sourceLoad = new Map<string, number>()
-  private readonly attempts = new Map<number, number>()
-  /** Consecutive failures per source, and until when a failing source is set aside. */
-  private readonly sourceFailures = new Map<string, number>()
-  private readonly setAsideUntil = new Map<string, number>()
-  private wakeTimer?: NodeJS.Timeout
   private readonly waiters = new Map<number, Waiter[]>()
+  private readonly neighbours = new Map<string, Neighbour>()
+  private readonly contacting = new Set<string>()
+  private readonly refused = new Map<string, number>()
   private partial?: PartialBlob
+  private scheduler?: PieceScheduler
+  private supernode?: PieceSource
   private task?: TaskStream
   private failure?: Error
   private finished = false
+  private committing = false
+  private announceTimer?: NodeJS.Timeout
+  private lastLookup = 0
   private resolveReady!: (m: PieceManifest) => void
   private rejectReady!: (err: Error) => void
   private resolveDone!: () => void
   private rejectDone!: (err: Error) => void
-  private committing = false
 
   constructor (components: BlobDownloadComponents, init: BlobDownloadInit) {
-    this.components = components
+    this.c = components
+    this.init = init
     this.req = init.req
-    this.policy = init.policy
-    this.maxAttempts = init.maxPieceAttempts ?? 5
     this.log = components.logger.child({ component: 'download', digest: init.req.digest.value })
     this.ready = new Promise((resolve, reject) => { this.resolveReady = resolve; this.rejectReady = reject })
     this.done = new Promise((resolve, reject) => { this.resolveDone = resolve; this.rejectDone = reject })
-    // callers may only await one of them; never leave a rejection unhandled
+    // callers may await only one of them; never leave a rejection unhandled
     this.ready.catch(() => {})
     this.done.catch(() => {})
   }
@@ -90,7 +97,11 @@ export class BlobDownload {
     return this.failure
   }
 
-  /** Start the download; failures surface through `ready`, `done` and piece waits. */
+  /** The partial blob while downloading (for the swarm handler's welcome). */
+  get current (): PartialBlob | undefined {
+    return this.finished || this.failure != null ? undefined : this.partial
+  }
+
   start (): void {
     this.run().catch(err => { this.fail(err as Error) })
   }
@@ -117,17 +128,50 @@ export class BlobDownload {
       signal?.addEventListener('abort', onAbort, { once: true })
       list.push(waiter)
       this.waiters.set(index, list)
-      this.pump()
+      this.scheduler?.pump()
     })
   }
 
-  /** Stop everything (daemon shutdown). */
+  /** A neighbour that opened a swarm stream to us for this blob. */
+  addNeighbour (neighbour: Neighbour): void {
+    const partial = this.partial
+    if (partial == null || this.finished || this.failure != null || neighbour.bitfield.length !== partial.manifest.pieces.length) {
+      neighbour.close()
+      return
+    }
+    const existing = this.neighbours.get(neighbour.id)
+    if (existing != null) {
+      // both sides greeted at once: both keep the stream the lower peer id opened
+      const keepOutbound = this.c.network.self.toString() < neighbour.id
+      if (neighbour.outbound !== keepOutbound || existing.outbound === keepOutbound) {
+        neighbour.close()
+        return
+      }
+      this.neighbours.set(neighbour.id, neighbour)
+      existing.close()
+    } else {
+      this.neighbours.set(neighbour.id, neighbour)
+      this.c.metrics.neighbours.inc()
+    }
+    this.scheduler?.addSource(this.c.peerSource(partial.manifest, neighbour))
+    neighbour.start({
+      onHave: () => { this.scheduler?.pump() },
+      onClose: () => {
+        if (this.neighbours.get(neighbour.id) === neighbour) {
+          this.neighbours.delete(neighbour.id)
+          this.c.metrics.neighbours.dec()
+          this.scheduler?.removeSource(neighbour.id)
+        }
+      }
+    })
+  }
+
   cancel (err: Error = new UnavailableError('download cancelled')): void {
     this.fail(err)
   }
 
   private async run (): Promise<void> {
-    const stored = await this.components.store.getComplete(this.req.digest)
+    const stored = await this.c.store.getComplete(this.req.digest)
     if (stored != null) {
       // finished by an earlier download a moment ago
       this.finished = true
@@ -135,9 +179,67 @@ export class BlobDownload {
       this.resolveDone()
       return
     }
-    const task = await this.components.openTask(this.req)
-    this.task = task
-    const answers = task[Symbol.asyncIterator]()
+    let answers: AsyncIterator<import('../../shared/p2p/task-messages.js').TaskAnswer> | undefined
+    let manifest: PieceManifest
+    let early: Neighbour[] = []
+    try {
+      this.task = await this.c.openTask(this.req)
+      answers = this.task[Symbol.asyncIterator]()
+      manifest = await this.firstAnswer(answers)
+    } catch (err) {
+      // only an unreachable supernode sends us to the neighbours; a refusal stands
+      if (!(err instanceof UnavailableError)) throw err
+      this.log.warn({ err: err.message }, 'supernode unavailable, looking for peers on the DHT')
+      ;({ manifest, early } = await this.manifestFromPeers(err))
+    }
+
+    const partial = await this.c.store.openPartial(manifest)
+    this.partial = partial
+    this.scheduler = new PieceScheduler({
+      partial,
+      policy: this.init.policy,
+      metrics: this.c.metrics,
+      logger: this.log,
+      onPiece: (index) => { this.pieceArrived(index) },
+      onFatal: (err) => { this.fail(err) },
+      urgent: () => this.lowestWaited()
+    }, { maxPieceAttempts: this.init.maxPieceAttempts })
+    if (this.task != null) {
+      this.supernode = this.c.supernodeSource(partial.manifest, (i) => partial.manifest.pieces[i] != null)
+      this.scheduler.addSource(this.supernode)
+    }
+    for (const n of early) this.addNeighbour(n)
+    this.resolveReady(partial.manifest)
+    this.log.debug({ size: manifest.size, pieceSize: manifest.pieceSize, pieces: manifest.pieces.length, held: partial.bitfield.count }, 'download started')
+    if (partial.bitfield.count > 0) this.c.network.provide(this.req.digest)
+    this.scheduleAnnounce(0)
+    await this.maybeCommit()
+
+    // the rest of the task: piece hashes as the supernode completes them
+    if (answers == null) return
+    try {
+      for (;;) {
+        const next = await answers.next()
+        if (next.done === true || this.finished || this.failure != null) break
+        const a = next.value
+        if (a.type === 'piece') {
+          partial.setPieceHash(a.index, a.sha256)
+          this.scheduler.pump()
+        } else if (a.type === 'error') {
+          throw errorFromCode(a.code, a.message, a.challenge)
+        } else if (a.type === 'done') {
+          break
+        }
+      }
+    } catch (err) {
+      // a refusal fails the download; a lost supernode leaves the neighbours to finish it
+      if (!(err instanceof UnavailableError) || this.neighbours.size === 0 || partial.manifest.pieces.includes(null)) throw err
+      this.log.warn({ err: err.message }, 'supernode lost; continuing with neighbours')
+      if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
+    }
+  }
+
+  private async firstAnswer (answers: AsyncIterator<import('../../shared/p2p/task-messages.js').TaskAnswer>): Promise<PieceManifest> {
     const first = await answers.next()
     if (first.done === true) throw new UnavailableError('supernode closed the task without an answer')
     const answer = first.value
@@ -145,69 +247,89 @@ export class BlobDownload {
     if (answer.type !== 'manifest') throw new UnavailableError('supernode answered out of order')
     const manifest = manifestFromWire(answer.manifest)
     if (manifest.digest.value !== this.req.digest.value) throw new UnavailableError('supernode answered for another blob')
-
-    this.partial = await this.components.store.openPartial(manifest)
-    const known = this.partial.manifest
-    this.sources.push(this.components.supernodeSource(known, (i) => known.pieces[i] != null))
-    this.resolveReady(known)
-    this.log.debug({ size: known.size, pieceSize: known.pieceSize, pieces: known.pieces.length, held: this.partial.bitfield.count }, 'download started')
-    this.pump()
-    await this.maybeCommit()
-
-    // the rest of the task: piece hashes as the supernode completes them
-    for (;;) {
-      const next = await answers.next()
-      if (next.done === true || this.finished || this.failure != null) break
-      const a = next.value
-      if (a.type === 'piece') {
-        this.partial.setPieceHash(a.index, a.sha256)
-        this.pump()
-      } else if (a.type === 'error') {
-        throw errorFromCode(a.code, a.message, a.challenge)
-      } else if (a.type === 'done') {
-        break
-      }
-    }
+    return manifest
   }
 
-  /** Fill every source's free request slots with pieces chosen by the policy. */
-  private pump (): void {
+  /** No supernode: find holders on the DHT and take the manifest from the first that greets us. */
+  private async manifestFromPeers (cause: Error): Promise<{ manifest: PieceManifest, early: Neighbour[] }> {
+    this.lastLookup = Date.now()
+    const providers = await this.c.network.findProviders(this.req.digest, this.init.maxNeighbours ?? 10)
+    const early: Neighbour[] = []
+    let manifest: PieceManifest | undefined
+    for (const p of providers) {
+      try {
+        const g = await this.c.network.greet(p, this.req.digest, undefined)
+        // trust one manifest; the whole-blob digest check guards against a lying peer
+        if (manifest == null) manifest = g.manifest
+        if (g.manifest.size === manifest.size && g.manifest.pieceSize === manifest.pieceSize) {
+          g.manifest.pieces.forEach((h, i) => { if (manifest?.pieces[i] == null && h != null) manifest!.pieces[i] = h })
+          early.push(g.neighbour)
+        } else {
+          g.neighbour.close()
+        }
+      } catch (err) {
+        this.log.debug({ peer: p.peerId.toString(), err: (err as Error).message }, 'provider did not greet')
+      }
+    }
+    if (manifest == null) throw cause
+    return { manifest, early }
+  }
+
+  private pieceArrived (index: number): void {
+    const first = this.partial?.bitfield.count === 1
+    for (const n of this.neighbours.values()) n.sendHave(index)
+    if (first) this.c.network.provide(this.req.digest)
+    const list = this.waiters.get(index)
+    this.waiters.delete(index)
+    for (const w of list ?? []) w.resolve()
+    void this.maybeCommit()
+  }
+
+  private scheduleAnnounce (delayMs: number): void {
+    if (this.finished || this.failure != null) return
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined
+      this.discover().catch(err => { this.log.debug({ err: (err as Error).message }, 'discovery failed') })
+        .finally(() => { this.scheduleAnnounce(this.init.announceIntervalMs ?? 3000) })
+    }, delayMs)
+    this.announceTimer.unref()
+  }
+
+  /** Announce to the tracker, ask the DHT when the tracker has too few peers, greet new ones. */
+  private async discover (): Promise<void> {
     const partial = this.partial
     if (partial == null || this.finished || this.failure != null) return
-    const manifest = partial.manifest
-    const now = Date.now()
-    for (const source of this.sources) {
-      const until = this.setAsideUntil.get(source.id) ?? 0
-      if (until > now) {
-        this.wakeAt(until)
-        continue
-      }
-      let load = this.sourceLoad.get(source.id) ?? 0
-      while (load < source.maxInFlight) {
-        const candidates: number[] = []
-        for (let i = 0; i < manifest.pieces.length; i++) {
-          if (!partial.bitfield.has(i) && !this.inFlight.has(i) && manifest.pieces[i] != null && source.has(i)) candidates.push(i)
-        }
-        const index = this.policy.pick(candidates, {
-          availability: (i) => this.sources.reduce((n, s) => n + (s.has(i) ? 1 : 0), 0),
-          urgent: this.lowestWaited()
-        })
-        if (index === undefined) break
-        load++
-        this.sourceLoad.set(source.id, load)
-        this.request(source, index)
-      }
+    const max = this.init.maxNeighbours ?? 10
+    const wantPeers = this.neighbours.size < max
+    const byBlob = await this.c.network.announce([{ digest: this.req.digest, bitfield: partial.bitfield, wantPeers }])
+    if (!wantPeers) return
+    let contacts: PeerContact[] = byBlob?.get(this.req.digest.value) ?? []
+    if ((byBlob == null || contacts.length < (this.init.minTrackerPeers ?? 3)) && Date.now() - this.lastLookup > DHT_LOOKUP_INTERVAL_MS) {
+      this.lastLookup = Date.now()
+      contacts = [...contacts, ...await this.c.network.findProviders(this.req.digest, max)]
     }
+    const now = Date.now()
+    const fresh = contacts.filter(p => {
+      const id = p.peerId.toString()
+      return !this.neighbours.has(id) && !this.contacting.has(id) && (this.refused.get(id) ?? 0) < now && !p.peerId.equals(this.c.network.self)
+    })
+    await Promise.all(fresh.slice(0, max - this.neighbours.size).map(async (p) => { await this.connect(p) }))
   }
 
-  /** Pump again at `time`, when a set-aside source may be asked again. */
-  private wakeAt (time: number): void {
-    if (this.wakeTimer != null) return
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined
-      this.pump()
-    }, Math.max(0, time - Date.now()))
-    this.wakeTimer.unref()
+  private async connect (p: PeerContact): Promise<void> {
+    const id = p.peerId.toString()
+    const partial = this.partial
+    if (partial == null) return
+    this.contacting.add(id)
+    try {
+      const { neighbour } = await this.c.network.greet(p, this.req.digest, partial.bitfield)
+      this.addNeighbour(neighbour)
+    } catch (err) {
+      this.refused.set(id, Date.now() + 30_000)
+      this.log.debug({ peer: id, err: (err as Error).message }, 'peer did not greet')
+    } finally {
+      this.contacting.delete(id)
+    }
   }
 
   private lowestWaited (): number | undefined {
@@ -216,71 +338,45 @@ export class BlobDownload {
     return low
   }
 
-  private request (source: PieceSource, index: number): void {
-    const ac = new AbortController()
-    this.inFlight.set(index, ac)
-    this.components.metrics.piecesInFlight.inc()
-    const signal = AbortSignal.any([ac.signal, this.abort.signal])
-    source.fetch(index, signal).then(async (bytes) => {
-      await this.partial?.writePiece(index, bytes)
-      this.sourceFailures.delete(source.id)
-      this.components.metrics.pieceBytes.inc({ source: source.kind }, bytes.byteLength)
-      this.components.metrics.pieces.inc({ source: source.kind })
-      this.wake(index)
-    }, (err: Error) => {
-      if (this.failure != null || this.finished) return
-      const n = (this.attempts.get(index) ?? 0) + 1
-      this.attempts.set(index, n)
-      // set the source aside for a while, longer after each consecutive failure
-      const f = (this.sourceFailures.get(source.id) ?? 0) + 1
-      this.sourceFailures.set(source.id, f)
-      this.setAsideUntil.set(source.id, Date.now() + Math.min(SET_ASIDE_MAX_MS, SET_ASIDE_BASE_MS * 2 ** (f - 1)))
-      this.components.metrics.pieceFailures.inc({ source: source.kind, reason: err.name })
-      this.log.warn({ index, source: source.id, attempt: n, err: { name: err.name, message: err.message } }, 'piece request failed')
-      if (n >= this.maxAttempts) this.fail(err instanceof DamselflyError ? err : new UnavailableError(`piece ${index} failed ${n} times`, { cause: err }))
-    }).catch((err: Error) => { this.fail(err) }).finally(() => {
-      this.inFlight.delete(index)
-      this.sourceLoad.set(source.id, (this.sourceLoad.get(source.id) ?? 1) - 1)
-      this.components.metrics.piecesInFlight.dec()
-      this.pump()
-      void this.maybeCommit()
-    })
-  }
-
-  private wake (index: number): void {
-    const list = this.waiters.get(index)
-    this.waiters.delete(index)
-    for (const w of list ?? []) w.resolve()
-  }
-
   private async maybeCommit (): Promise<void> {
     const partial = this.partial
     if (partial == null || !partial.complete || this.committing || this.finished || this.failure != null) return
     this.committing = true
     try {
-      await this.components.store.commit(partial)
-      this.finished = true
-      this.task?.close()
-      for (const i of [...this.waiters.keys()]) this.wake(i)
-      this.components.metrics.downloads.inc({ result: 'success' })
-      this.log.info({ size: partial.manifest.size }, 'blob complete')
-      this.resolveDone()
+      await this.c.store.commit(partial)
     } catch (err) {
       this.fail(err as Error)
+      return
     }
+    this.finished = true
+    this.stopActivity()
+    for (const [i, list] of this.waiters) { this.waiters.delete(i); for (const w of list) w.resolve() }
+    // neighbours that hold everything too have nothing more to say to us
+    for (const n of this.neighbours.values()) if (n.bitfield.complete) n.close()
+    this.c.metrics.downloads.inc({ result: 'success' })
+    this.log.info({ size: partial.manifest.size, neighbours: this.neighbours.size }, 'blob complete')
+    // tell the tracker at once that we are a seed now
+    void this.c.network.announce([{ digest: this.req.digest, bitfield: partial.bitfield, wantPeers: false }])
+    this.resolveDone()
+  }
+
+  private stopActivity (): void {
+    if (this.announceTimer != null) clearTimeout(this.announceTimer)
+    this.scheduler?.stop()
+    this.task?.close()
   }
 
   private fail (err: Error): void {
     if (this.failure != null || this.finished) return
     this.failure = err
-    this.abort.abort(err)
-    if (this.wakeTimer != null) clearTimeout(this.wakeTimer)
-    this.task?.close()
-    this.components.metrics.downloads.inc({ result: 'failure' })
+    this.stopActivity()
+    for (const n of this.neighbours.values()) n.close()
+    this.c.metrics.downloads.inc({ result: 'failure' })
     this.log.warn({ err: { name: err.name, message: err.message } }, 'download failed')
     for (const [, list] of this.waiters) for (const w of list) w.reject(err)
     this.waiters.clear()
     this.rejectReady(err)
     this.rejectDone(err)
+    if (!(err instanceof DamselflyError)) this.log.error({ err }, 'unexpected download error')
   }
 }

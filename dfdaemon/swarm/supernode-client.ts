@@ -96,7 +96,13 @@ export class SupernodeClient {
       },
       [Symbol.asyncIterator]: async function * () {
         while (!closed) {
-          const answer = await framed.readMessage(TaskAnswer, { allowEnd: true, signal })
+          let answer
+          try {
+            answer = await framed.readMessage(TaskAnswer, { allowEnd: true, signal })
+          } catch (err) {
+            // a dead or misbehaving supernode is unavailable, whatever broke
+            throw err instanceof UnavailableError ? err : new UnavailableError('supernode task stream lost', { cause: err })
+          }
           if (answer == null) return
           yield answer
           if (answer.type === 'done' || answer.type === 'error') {

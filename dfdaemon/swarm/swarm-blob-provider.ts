@@ -65,6 +65,12 @@ export class SwarmBlobProvider implements BlobProvider {
     return { size: manifest.size, body }
   }
 
+  /** The running download of a blob, if any. */
+  active (digest: string): BlobDownload | undefined {
+    const dl = this.downloads.get(digest)
+    return dl?.error == null ? dl : undefined
+  }
+
   /** The download of `req.digest` on this host, started if needed. */
   private download (req: BlobRequest): BlobDownload {
     const key = req.digest.value

@@ -23,6 +23,14 @@ export interface FramedStreamInit {
 
 const MAX_VARINT_BYTES = 5
 
+export interface ReadMessageOptions {
+  /** Return null on a clean end of stream instead of throwing. */
+  allowEnd?: boolean
+  signal?: AbortSignal
+  /** Deadline for this message instead of the stream's default (e.g. long for an idle neighbour). */
+  timeoutMs?: number
+}
+
 /**
  * Length-prefixed frames over a libp2p stream: JSON control messages validated
  * against a schema, and raw payloads (piece bytes, never JSON-encoded). Every
@@ -45,10 +53,10 @@ export class FramedStream {
   }
 
   /** Read one JSON message and check it against `schema`. Returns null on a clean end of stream. */
-  async readMessage<S extends TSchema>(schema: S, options: { allowEnd: true, signal?: AbortSignal }): Promise<Static<S> | null>
-  async readMessage<S extends TSchema>(schema: S, options?: { allowEnd?: false, signal?: AbortSignal }): Promise<Static<S>>
-  async readMessage<S extends TSchema>(schema: S, options: { allowEnd?: boolean, signal?: AbortSignal } = {}): Promise<Static<S> | null> {
-    const frame = await this.readFrame(this.maxMessageBytes, options.allowEnd === true, options.signal)
+  async readMessage<S extends TSchema>(schema: S, options: ReadMessageOptions & { allowEnd: true }): Promise<Static<S> | null>
+  async readMessage<S extends TSchema>(schema: S, options?: ReadMessageOptions & { allowEnd?: false }): Promise<Static<S>>
+  async readMessage<S extends TSchema>(schema: S, options: ReadMessageOptions = {}): Promise<Static<S> | null> {
+    const frame = await this.readFrame(this.maxMessageBytes, options.allowEnd === true, options.signal, options.timeoutMs)
     if (frame == null) return null
     let value: unknown
     try {
@@ -88,8 +96,8 @@ export class FramedStream {
     this.stream.abort(err)
   }
 
-  private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal): Promise<Uint8ArrayList | null> {
-    const deadline = this.deadline(signal)
+  private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal, timeoutMs?: number): Promise<Uint8ArrayList | null> {
+    const deadline = this.deadline(signal, timeoutMs)
     try {
       let length = 0
       for (let i = 0; ; i++) {
@@ -124,8 +132,8 @@ export class FramedStream {
     }
   }
 
-  private deadline (signal?: AbortSignal): AbortSignal {
-    const timeout = AbortSignal.timeout(this.timeoutMs)
+  private deadline (signal?: AbortSignal, timeoutMs = this.timeoutMs): AbortSignal {
+    const timeout = AbortSignal.timeout(timeoutMs)
     return signal == null ? timeout : AbortSignal.any([signal, timeout])
   }
 

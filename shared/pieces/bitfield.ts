@@ -16,13 +16,14 @@ export class Bitfield {
   }
 
   has (index: number): boolean {
-    if (index < 0 || index >= this.length) return false
+    // Number.isInteger also rejects NaN and fractions, which the bit arithmetic would alias onto a real piece
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) return false
     return (this.bits[index >> 3] & (0x80 >> (index & 7))) !== 0
   }
 
   /** Mark a piece; returns false when it was already set. */
   set (index: number): boolean {
-    if (index < 0 || index >= this.length) throw new RangeError(`piece ${index} out of range 0..${this.length - 1}`)
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new RangeError(`piece ${index} out of range 0..${this.length - 1}`)
     if (this.has(index)) return false
     this.bits[index >> 3] |= 0x80 >> (index & 7)
     this.set_++

@@ -59,6 +59,10 @@ export class PartialBlob {
     }
     const manifest = manifestFromWire(state.manifest)
     const bitfield = Bitfield.fromBase64(manifest.pieces.length, String(state.bitfield))
+    // writePiece records the hash of every piece it marks held; a held piece without one is not our state
+    for (let i = 0; i < manifest.pieces.length; i++) {
+      if (bitfield.has(i) && manifest.pieces[i] == null) throw new ProtocolError(`partial blob state holds piece ${i} without its hash`)
+    }
     const fh = await open(dataPath, 'r+')
     const { size } = await fh.stat()
     if (size !== manifest.size) {
@@ -153,7 +157,10 @@ export class PartialBlob {
   }
 
   private async persistNow (): Promise<void> {
-    await writeFileAtomic(this.statePath, this.stateJson())
+    // the state claims pieces held: their bytes must be on disk before it is
+    const state = this.stateJson()
+    await this.fh.datasync()
+    await writeFileAtomic(this.statePath, state)
   }
 
   /** Coalesce state writes: at most one in flight and one queued. */

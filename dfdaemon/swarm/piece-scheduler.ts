@@ -1,0 +1,210 @@
+import type { Logger } from 'pino'
+import type { PartialBlob } from '../../shared/store/partial-blob.js'
+import { DamselflyError, UnavailableError } from '../../shared/errors.js'
+import type { DaemonMetrics } from '../metrics.js'
+import type { PiecePolicy } from './piece-policy.js'
+import type { PieceSource } from './piece-source.js'
+
+/** A failing source is set aside for this long, doubling per consecutive failure up to the max. */
+export const SET_ASIDE_BASE_MS = 500
+export const SET_ASIDE_MAX_MS = 30_000
+
+export interface PieceSchedulerComponents {
+  partial: PartialBlob
+  policy: PiecePolicy
+  metrics: DaemonMetrics
+  logger: Logger
+  /** A verified piece was written to the store. */
+  onPiece: (index: number, source: PieceSource) => void
+  /** The download cannot go on. */
+  onFatal: (err: Error) => void
+  /** The lowest piece a client waits for, if any. */
+  urgent: () => number | undefined
+}
+
+export interface PieceSchedulerInit {
+  /** Failed attempts per piece (over all sources) before the download fails. */
+  maxPieceAttempts?: number
+}
+
+/**
+ * Decides which piece to ask which source for: fills every source's request
+ * slots with the policy's choice, asks the supernode only for pieces no
+ * neighbour holds (super-seeding) unless nothing is coming from neighbours,
+ * duplicates the last pieces across sources in endgame and cancels the
+ * losers, and sets failing sources aside for a while.
+ */
+export class PieceScheduler {
+  private readonly c: PieceSchedulerComponents
+  private readonly maxAttempts: number
+  private readonly sources = new Map<string, PieceSource>()
+  /** piece → source id → its request */
+  private readonly inFlight = new Map<number, Map<string, AbortController>>()
+  private readonly load = new Map<string, number>()
+  private readonly attempts = new Map<number, number>()
+  private readonly failures = new Map<string, number>()
+  private readonly asideUntil = new Map<string, number>()
+  private wakeTimer?: NodeJS.Timeout
+  private stopped = false
+
+  constructor (components: PieceSchedulerComponents, init: PieceSchedulerInit = {}) {
+    this.c = components
+    this.maxAttempts = init.maxPieceAttempts ?? 8
+  }
+
+  addSource (source: PieceSource): void {
+    this.sources.set(source.id, source)
+    this.pump()
+  }
+
+  removeSource (id: string): void {
+    this.sources.delete(id)
+    for (const [index, reqs] of this.inFlight) {
+      reqs.get(id)?.abort(new UnavailableError('source went away'))
+      if (reqs.size === 0) this.inFlight.delete(index)
+    }
+    this.pump()
+  }
+
+  hasSource (id: string): boolean {
+    return this.sources.has(id)
+  }
+
+  get sourceCount (): number {
+    return this.sources.size
+  }
+
+  /** How many sources (supernode included) hold piece `index`. */
+  availability (index: number): number {
+    let n = 0
+    for (const s of this.sources.values()) if (s.has(index)) n++
+    return n
+  }
+
+  stop (): void {
+    this.stopped = true
+    if (this.wakeTimer != null) clearTimeout(this.wakeTimer)
+    for (const reqs of this.inFlight.values()) for (const ac of reqs.values()) ac.abort(new UnavailableError('download stopped'))
+    this.inFlight.clear()
+  }
+
+  /** Fill every available source's free request slots. */
+  pump (): void {
+    const partial = this.c.partial
+    if (this.stopped || partial.complete) return
+    const now = Date.now()
+    const ordered = [...this.sources.values()].sort((a, b) => rank(a) - rank(b))
+    let peerLoad = 0
+    for (const s of ordered) if (s.kind === 'peer') peerLoad += this.load.get(s.id) ?? 0
+    for (const source of ordered) {
+      const until = this.asideUntil.get(source.id) ?? 0
+      if (until > now) {
+        this.wakeAt(until)
+        continue
+      }
+      let load = this.load.get(source.id) ?? 0
+      while (load < source.maxInFlight) {
+        const index = this.choose(source, peerLoad)
+        if (index === undefined) break
+        load++
+        if (source.kind === 'peer') peerLoad++
+        this.request(source, index)
+      }
+    }
+  }
+
+  private choose (source: PieceSource, peerLoad: number): number | undefined {
+    const partial = this.c.partial
+    const pieces = partial.manifest.pieces
+    const superSeed = source.kind === 'supernode' && peerLoad > 0
+    const candidates: number[] = []
+    let missingNotInFlight = 0
+    for (let i = 0; i < pieces.length; i++) {
+      if (partial.bitfield.has(i) || pieces[i] == null) continue
+      if (this.inFlight.has(i)) continue
+      missingNotInFlight++
+      if (!source.has(i)) continue
+      // the supernode serves what no neighbour can, while neighbours are delivering
+      if (superSeed && this.peerAvailability(i) > 0) continue
+      candidates.push(i)
+    }
+    const picked = this.c.policy.pick(candidates, { availability: (i) => this.availability(i), urgent: this.c.urgent() })
+    if (picked !== undefined || missingNotInFlight > 0) return picked
+    // endgame: everything missing is requested; race the remaining pieces on idle sources
+    let best: number | undefined
+    let fewest = Infinity
+    for (const [index, reqs] of this.inFlight) {
+      if (reqs.has(source.id) || !source.has(index) || reqs.size >= 3) continue
+      if (reqs.size < fewest) { best = index; fewest = reqs.size }
+    }
+    return best
+  }
+
+  private peerAvailability (index: number): number {
+    let n = 0
+    for (const s of this.sources.values()) if (s.kind === 'peer' && s.has(index)) n++
+    return n
+  }
+
+  private request (source: PieceSource, index: number): void {
+    const ac = new AbortController()
+    let reqs = this.inFlight.get(index)
+    if (reqs == null) {
+      reqs = new Map()
+      this.inFlight.set(index, reqs)
+    }
+    reqs.set(source.id, ac)
+    this.load.set(source.id, (this.load.get(source.id) ?? 0) + 1)
+    this.c.metrics.piecesInFlight.inc()
+    source.fetch(index, ac.signal).then(async (bytes) => {
+      if (this.stopped || this.c.partial.bitfield.has(index)) return
+      await this.c.partial.writePiece(index, bytes)
+      this.failures.delete(source.id)
+      this.c.metrics.pieceBytes.inc({ source: source.kind }, bytes.byteLength)
+      this.c.metrics.pieces.inc({ source: source.kind })
+      // endgame losers: the piece is here, stop the other requests for it
+      for (const [id, other] of this.inFlight.get(index) ?? []) if (id !== source.id) other.abort(new UnavailableError('piece arrived elsewhere'))
+      this.c.onPiece(index, source)
+    }, (err: Error) => {
+      if (this.stopped || ac.signal.aborted) return
+      this.failed(source, index, err)
+    }).catch((err: Error) => {
+      this.c.onFatal(err)
+    }).finally(() => {
+      const r = this.inFlight.get(index)
+      if (r?.get(source.id) === ac) r.delete(source.id)
+      if (r?.size === 0) this.inFlight.delete(index)
+      this.load.set(source.id, (this.load.get(source.id) ?? 1) - 1)
+      this.c.metrics.piecesInFlight.dec()
+      this.pump()
+    })
+  }
+
+  private failed (source: PieceSource, index: number, err: Error): void {
+    const n = (this.attempts.get(index) ?? 0) + 1
+    this.attempts.set(index, n)
+    const f = (this.failures.get(source.id) ?? 0) + 1
+    this.failures.set(source.id, f)
+    this.asideUntil.set(source.id, Date.now() + Math.min(SET_ASIDE_MAX_MS, SET_ASIDE_BASE_MS * 2 ** (f - 1)))
+    this.c.metrics.pieceFailures.inc({ source: source.kind, reason: err.name })
+    this.c.logger.warn({ index, source: source.id, kind: source.kind, attempt: n, err: { name: err.name, message: err.message } }, 'piece request failed')
+    if (n >= this.maxAttempts) {
+      this.c.onFatal(err instanceof DamselflyError ? err : new UnavailableError(`piece ${index} failed ${n} times`, { cause: err }))
+    }
+  }
+
+  /** Pump again when a set-aside source may be asked again. */
+  private wakeAt (time: number): void {
+    if (this.wakeTimer != null) return
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined
+      this.pump()
+    }, Math.max(0, time - Date.now()))
+    this.wakeTimer.unref()
+  }
+}
+
+/** Neighbours first, the supernode after them, the origin last. */
+function rank (s: PieceSource): number {
+  return s.kind === 'peer' ? 0 : s.kind === 'supernode' ? 1 : 2
+}

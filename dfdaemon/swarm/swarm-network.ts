@@ -1,0 +1,162 @@
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from 'pino'
+import type { Digest } from '../../shared/oci/digest.js'
+import type { DamselflyNode } from '../../shared/p2p/node.js'
+import { FramedStream } from '../../shared/p2p/codec.js'
+import { SWARM_PROTOCOL } from '../../shared/p2p/protocols.js'
+import { SwarmWelcome } from '../../shared/p2p/swarm-messages.js'
+import { announce } from '../../shared/p2p/tracker-client.js'
+import type { TrackerAnnounce } from '../../shared/p2p/tracker-messages.js'
+import { blobCid } from '../../shared/p2p/cid.js'
+import { Bitfield } from '../../shared/pieces/bitfield.js'
+import { manifestFromWire, type PieceManifest } from '../../shared/pieces/piece-manifest.js'
+import { ProtocolError, errorFromCode } from '../../shared/errors.js'
+import type { DaemonMetrics } from '../metrics.js'
+import type { SupernodeClient } from './supernode-client.js'
+import { Neighbour } from './neighbour.js'
+
+/** A peer to try: its id and where it listens. */
+export interface PeerContact {
+  peerId: PeerId
+  addrs: Multiaddr[]
+}
+
+export interface AnnounceEntry {
+  digest: Digest
+  bitfield: Bitfield
+  wantPeers: boolean
+}
+
+export interface SwarmNetworkComponents {
+  libp2p: DamselflyNode
+  supernode: SupernodeClient
+  metrics: DaemonMetrics
+  logger: Logger
+}
+
+export interface SwarmNetworkInit {
+  /** Deadline for one tracker announce. */
+  announceTimeoutMs?: number
+  /** Deadline for one DHT provider lookup. */
+  lookupTimeoutMs?: number
+  /** Deadline for opening a swarm stream and getting the welcome. */
+  greetTimeoutMs?: number
+}
+
+/**
+ * How a daemon finds and greets the other daemons of a blob: announces to the
+ * supernode's tracker, provider records on the DHT, and the swarm protocol's
+ * hello/welcome that turns a contact into a neighbour.
+ */
+export class SwarmNetwork {
+  private readonly c: SwarmNetworkComponents
+  private readonly init: SwarmNetworkInit
+  private readonly log: Logger
+  private readonly provided = new Set<string>()
+
+  constructor (components: SwarmNetworkComponents, init: SwarmNetworkInit = {}) {
+    this.c = components
+    this.init = init
+    this.log = components.logger.child({ component: 'swarm' })
+  }
+
+  get self (): PeerId {
+    return this.c.libp2p.peerId
+  }
+
+  /**
+   * Announce what we hold to the tracker; returns the peers it hands out per
+   * blob, or undefined when the supernode cannot be reached.
+   */
+  async announce (entries: AnnounceEntry[], signal?: AbortSignal): Promise<Map<string, PeerContact[]> | undefined> {
+    const msg: TrackerAnnounce = {
+      addrs: this.c.libp2p.getMultiaddrs().map(String).slice(0, 16),
+      blobs: entries.map(e => ({
+        digest: e.digest.value,
+        pieces: e.bitfield.length,
+        complete: e.bitfield.complete,
+        wantPeers: e.wantPeers,
+        ...(e.bitfield.complete ? {} : { have: e.bitfield.toBase64() })
+      }))
+    }
+    try {
+      const peer = await this.c.supernode.peerId(signal)
+      const reply = await announce(this.c.libp2p, peer, msg, { signal, timeoutMs: this.init.announceTimeoutMs ?? 5000 })
+      this.c.metrics.trackerAnnounces.inc({ result: 'ok' })
+      const out = new Map<string, PeerContact[]>()
+      for (const blob of reply.blobs) out.set(blob.digest, blob.peers.flatMap(p => contact(p.peerId, p.addrs)))
+      return out
+    } catch (err) {
+      this.c.metrics.trackerAnnounces.inc({ result: 'error' })
+      this.log.debug({ err: (err as Error).message }, 'tracker announce failed')
+      return undefined
+    }
+  }
+
+  /** Providers of the blob on the DHT (bounded in count and time). */
+  async findProviders (digest: Digest, limit: number, signal?: AbortSignal): Promise<PeerContact[]> {
+    const timeout = AbortSignal.timeout(this.init.lookupTimeoutMs ?? 10_000)
+    const out: PeerContact[] = []
+    try {
+      for await (const p of this.c.libp2p.contentRouting.findProviders(blobCid(digest), { signal: signal == null ? timeout : AbortSignal.any([signal, timeout]) })) {
+        if (p.id.equals(this.self)) continue
+        out.push({ peerId: p.id, addrs: p.multiaddrs })
+        if (out.length >= limit) break
+      }
+      this.c.metrics.dhtLookups.inc({ result: out.length > 0 ? 'found' : 'none' })
+    } catch (err) {
+      this.c.metrics.dhtLookups.inc({ result: out.length > 0 ? 'found' : 'error' })
+      this.log.debug({ digest: digest.value, err: (err as Error).message, found: out.length }, 'provider lookup ended early')
+    }
+    return out
+  }
+
+  /** Publish that we hold pieces of the blob (once per blob, in the background). */
+  provide (digest: Digest): void {
+    if (this.provided.has(digest.value)) return
+    this.provided.add(digest.value)
+    this.c.libp2p.contentRouting.provide(blobCid(digest), { signal: AbortSignal.timeout(60_000) }).then(() => {
+      this.c.metrics.dhtProvides.inc({ result: 'ok' })
+    }, (err: Error) => {
+      this.provided.delete(digest.value)
+      this.c.metrics.dhtProvides.inc({ result: 'error' })
+      this.log.debug({ digest: digest.value, err: err.message }, 'provide failed')
+    })
+  }
+
+  /**
+   * Open a swarm stream to a peer for a blob: say hello with our bitfield
+   * (empty when we know nothing yet) and get its manifest and bitfield back.
+   * A peer holding the whole blob needs no stream after that.
+   */
+  async greet (peer: PeerContact, digest: Digest, have: Bitfield | undefined, signal?: AbortSignal): Promise<{ manifest: PieceManifest, neighbour: Neighbour }> {
+    if (peer.addrs.length > 0) await this.c.libp2p.peerStore.merge(peer.peerId, { multiaddrs: peer.addrs })
+    const deadline = AbortSignal.timeout(this.init.greetTimeoutMs ?? 10_000)
+    const stream = await this.c.libp2p.dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
+    const framed = new FramedStream(stream)
+    try {
+      await framed.writeMessage({ type: 'hello', digest: digest.value, have: have?.toBase64() ?? '' })
+      const welcome = await framed.readMessage(SwarmWelcome)
+      if (welcome.type === 'error') throw errorFromCode(welcome.code, welcome.message)
+      const manifest = manifestFromWire(welcome.manifest)
+      if (manifest.digest.value !== digest.value) throw new ProtocolError('peer answered for another blob')
+      const theirs = Bitfield.fromBase64(manifest.pieces.length, welcome.have)
+      if (theirs.complete) await framed.close()
+      const neighbour = new Neighbour(peer.peerId, theirs, theirs.complete ? undefined : framed, this.log, true)
+      return { manifest, neighbour }
+    } catch (err) {
+      framed.abort(err as Error)
+      throw err
+    }
+  }
+}
+
+function contact (peerId: string, addrs: string[]): PeerContact[] {
+  try {
+    return [{ peerId: peerIdFromString(peerId), addrs: addrs.map(a => multiaddr(a)) }]
+  } catch {
+    return []
+  }
+}
