@@ -4,7 +4,7 @@
  * returns the instance; the entry point decides where it listens.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { fastify, type FastifyInstance, type FastifyRequest, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
+import { fastify, LogController, type FastifyInstance, type FastifyRequest, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../../shared/logging.js'
@@ -56,7 +56,8 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
 
   const app = fastify({
     loggerInstance: log,
-    disableRequestLogging: true,
+    // Per-request lines would be one per blob and manifest; errors are logged by sendError.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
     clientErrorHandler,

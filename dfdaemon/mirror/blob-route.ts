@@ -50,8 +50,11 @@ export async function serveBlob (blobs: BlobProvider, target: BlobTarget, reques
   if (range !== undefined) reply.code(206).header('content-range', contentRange(range, size))
   else reply.code(200)
   const out = Readable.from(exactly(body, length, target.digest.value), { objectMode: false })
-  // A generator parked on a stalled provider cannot run its `finally`: release the body directly.
-  out.once('close', () => { body.destroy() })
+  // A generator parked on a stalled provider cannot run its `finally` (nor `out` close):
+  // release the provider's body directly when the client goes away.
+  const release = (): void => { body.destroy() }
+  signal.addEventListener('abort', release, { once: true })
+  out.once('close', () => { signal.removeEventListener('abort', release) })
   return reply.send(out)
 }
 
