@@ -4,6 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 export class DaemonMetrics {
   readonly pieceBytes: Counter<'source'>
   readonly pieces: Counter<'source'>
+  readonly wastedBytes: Counter<'source'>
   readonly pieceFailures: Counter<'source' | 'reason'>
   readonly uploadBytes: Counter
   readonly piecesInFlight: Gauge
@@ -16,8 +17,9 @@ export class DaemonMetrics {
 
   constructor (registry: Registry) {
     const registers = [registry]
-    this.pieceBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_total', help: 'Verified piece bytes received, by source', labelNames: ['source'], registers })
+    this.pieceBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_total', help: 'Verified piece bytes received and stored, by source', labelNames: ['source'], registers })
     this.pieces = new Counter({ name: 'damselfly_dfdaemon_pieces_total', help: 'Verified pieces received, by source', labelNames: ['source'], registers })
+    this.wastedBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_wasted_total', help: 'Verified piece bytes received after another source had delivered the piece (endgame duplicates)', labelNames: ['source'], registers })
     this.pieceFailures = new Counter({ name: 'damselfly_dfdaemon_piece_failures_total', help: 'Piece requests that failed, by source and reason', labelNames: ['source', 'reason'], registers })
     this.uploadBytes = new Counter({ name: 'damselfly_dfdaemon_upload_bytes_total', help: 'Piece bytes served to peers', registers })
     this.piecesInFlight = new Gauge({ name: 'damselfly_dfdaemon_pieces_in_flight', help: 'Piece requests in flight', registers })

@@ -8,6 +8,8 @@ export interface SupernodeMetrics {
   originFetches: Counter<'result'>
   /** Piece bytes sent to peers. */
   uploadBytes: Counter
+  /** Piece requests refused so daemons trade the piece among themselves (super-seeding). */
+  superSeedRefusals: Counter
   /** Tracker announces by result: `ok`, `refused` (answered with an error) or `failed` (stream aborted). */
   trackerAnnounces: Counter<'result'>
   /** Blobs the tracker knows at least one live peer of. */
@@ -32,6 +34,11 @@ export function createSupernodeMetrics (registry: Registry): SupernodeMetrics {
     uploadBytes: new Counter({
       name: 'damselfly_supernode_upload_bytes_total',
       help: 'Piece bytes served to peers',
+      registers: [registry]
+    }),
+    superSeedRefusals: new Counter({
+      name: 'damselfly_supernode_superseed_refusals_total',
+      help: 'Piece requests refused so the daemons trade the piece among themselves',
       registers: [registry]
     }),
     trackerAnnounces: new Counter({

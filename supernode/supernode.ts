@@ -6,6 +6,7 @@ import { createMetricsRegistry } from '../shared/metrics.js'
 import { BlobStore } from '../shared/store/blob-store.js'
 import { createNode, loadOrCreateKey, type DamselflyNode } from '../shared/p2p/node.js'
 import { PieceServer } from '../shared/p2p/piece-protocol.js'
+import { SuperSeedPolicy } from './p2p/super-seed.js'
 import { RegistryClient } from '../shared/oci/registry-client.js'
 import { resolveEndpoint } from '../shared/oci/endpoints.js'
 import type { SupernodeConfig } from './config.js'
@@ -58,8 +59,14 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger })
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
+  const superSeed = new SuperSeedPolicy()
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
-    onUpload: bytes => { counters.uploadBytes.inc(bytes) }
+    onUpload: bytes => { counters.uploadBytes.inc(bytes) },
+    admit: (digest, index, peer) => {
+      const ok = superSeed.admit(digest, index, peer)
+      if (!ok) counters.superSeedRefusals.inc()
+      return ok
+    }
   })
   const multiaddrs = (): string[] => node.getMultiaddrs().map(ma => ma.toString())
   let ready = false

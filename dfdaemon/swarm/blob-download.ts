@@ -76,6 +76,7 @@ export class BlobDownload {
   private committing = false
   private announceTimer?: NodeJS.Timeout
   private lastLookup = 0
+  private announces = 0
   private resolveReady!: (m: PieceManifest) => void
   private rejectReady!: (err: Error) => void
   private resolveDone!: () => void
@@ -153,6 +154,7 @@ export class BlobDownload {
       this.neighbours.set(neighbour.id, neighbour)
       this.c.metrics.neighbours.inc()
     }
+    this.log.debug({ peer: neighbour.id, outbound: neighbour.outbound, has: neighbour.bitfield.count }, 'neighbour added')
     this.scheduler?.addSource(this.c.peerSource(partial.manifest, neighbour))
     neighbour.start({
       onHave: () => { this.scheduler?.pump() },
@@ -290,7 +292,12 @@ export class BlobDownload {
     this.announceTimer = setTimeout(() => {
       this.announceTimer = undefined
       this.discover().catch(err => { this.log.debug({ err: (err as Error).message }, 'discovery failed') })
-        .finally(() => { this.scheduleAnnounce(this.init.announceIntervalMs ?? 3000) })
+        .finally(() => {
+          // announce often while a swarm forms, then settle to the steady interval
+          this.announces++
+          const steady = this.init.announceIntervalMs ?? 3000
+          this.scheduleAnnounce(Math.min(steady, 250 * 2 ** this.announces))
+        })
     }, delayMs)
     this.announceTimer.unref()
   }
@@ -309,6 +316,7 @@ export class BlobDownload {
       contacts = [...contacts, ...await this.c.network.findProviders(this.req.digest, max)]
     }
     const now = Date.now()
+    this.log.debug({ tracker: byBlob?.get(this.req.digest.value)?.length, contacts: contacts.length, neighbours: this.neighbours.size }, 'announced')
     const fresh = contacts.filter(p => {
       const id = p.peerId.toString()
       return !this.neighbours.has(id) && !this.contacting.has(id) && (this.refused.get(id) ?? 0) < now && !p.peerId.equals(this.c.network.self)

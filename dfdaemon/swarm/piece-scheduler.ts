@@ -8,6 +8,8 @@ import type { PieceSource } from './piece-source.js'
 /** A failing source is set aside for this long, doubling per consecutive failure up to the max. */
 export const SET_ASIDE_BASE_MS = 500
 export const SET_ASIDE_MAX_MS = 30_000
+/** How long a busy answer keeps a piece (from the supernode) or a peer off the list. */
+export const DEFER_MS = 400
 
 export interface PieceSchedulerComponents {
   partial: PartialBlob
@@ -41,10 +43,15 @@ export class PieceScheduler {
   /** piece → source id → its request */
   private readonly inFlight = new Map<number, Map<string, AbortController>>()
   private readonly load = new Map<string, number>()
+  /** Pieces whose bytes are being written now. */
+  private readonly writing = new Set<number>()
   private readonly attempts = new Map<number, number>()
   private readonly failures = new Map<string, number>()
   private readonly asideUntil = new Map<string, number>()
+  /** Pieces the supernode asked us to get from neighbours, until when. */
+  private readonly deferred = new Map<number, number>()
   private wakeTimer?: NodeJS.Timeout
+  private wakeTime = 0
   private stopped = false
 
   constructor (components: PieceSchedulerComponents, init: PieceSchedulerInit = {}) {
@@ -94,8 +101,6 @@ export class PieceScheduler {
     if (this.stopped || partial.complete) return
     const now = Date.now()
     const ordered = [...this.sources.values()].sort((a, b) => rank(a) - rank(b))
-    let peerLoad = 0
-    for (const s of ordered) if (s.kind === 'peer') peerLoad += this.load.get(s.id) ?? 0
     for (const source of ordered) {
       const until = this.asideUntil.get(source.id) ?? 0
       if (until > now) {
@@ -104,27 +109,28 @@ export class PieceScheduler {
       }
       let load = this.load.get(source.id) ?? 0
       while (load < source.maxInFlight) {
-        const index = this.choose(source, peerLoad)
+        const index = this.choose(source)
         if (index === undefined) break
         load++
-        if (source.kind === 'peer') peerLoad++
         this.request(source, index)
       }
     }
   }
 
-  private choose (source: PieceSource, peerLoad: number): number | undefined {
+  private choose (source: PieceSource): number | undefined {
     const partial = this.c.partial
     const pieces = partial.manifest.pieces
-    const superSeed = source.kind === 'supernode' && peerLoad > 0
+    // super-seeding: while neighbours exist, the supernode serves only what none of them can
+    const superSeed = source.kind === 'supernode' && this.hasPeerSources()
+    const now = Date.now()
     const candidates: number[] = []
     let missingNotInFlight = 0
     for (let i = 0; i < pieces.length; i++) {
-      if (partial.bitfield.has(i) || pieces[i] == null) continue
+      if (partial.bitfield.has(i) || pieces[i] == null || this.writing.has(i)) continue
       if (this.inFlight.has(i)) continue
       missingNotInFlight++
       if (!source.has(i)) continue
-      // the supernode serves what no neighbour can, while neighbours are delivering
+      if (source.kind === 'supernode' && (this.deferred.get(i) ?? 0) > now) continue
       if (superSeed && this.peerAvailability(i) > 0) continue
       candidates.push(i)
     }
@@ -140,10 +146,17 @@ export class PieceScheduler {
     return best
   }
 
+  /** Neighbours that hold piece `index` and may be asked now (not set aside). */
   private peerAvailability (index: number): number {
+    const now = Date.now()
     let n = 0
-    for (const s of this.sources.values()) if (s.kind === 'peer' && s.has(index)) n++
+    for (const s of this.sources.values()) if (s.kind === 'peer' && s.has(index) && (this.asideUntil.get(s.id) ?? 0) <= now) n++
     return n
+  }
+
+  private hasPeerSources (): boolean {
+    for (const s of this.sources.values()) if (s.kind === 'peer') return true
+    return false
   }
 
   private request (source: PieceSource, index: number): void {
@@ -157,8 +170,17 @@ export class PieceScheduler {
     this.load.set(source.id, (this.load.get(source.id) ?? 0) + 1)
     this.c.metrics.piecesInFlight.inc()
     source.fetch(index, ac.signal).then(async (bytes) => {
-      if (this.stopped || this.c.partial.bitfield.has(index)) return
-      await this.c.partial.writePiece(index, bytes)
+      if (this.stopped || this.c.partial.bitfield.has(index) || this.writing.has(index)) {
+        // an endgame duplicate that lost the race: received, but not needed
+        this.c.metrics.wastedBytes.inc({ source: source.kind }, bytes.byteLength)
+        return
+      }
+      this.writing.add(index)
+      try {
+        await this.c.partial.writePiece(index, bytes)
+      } finally {
+        this.writing.delete(index)
+      }
       this.failures.delete(source.id)
       this.c.metrics.pieceBytes.inc({ source: source.kind }, bytes.byteLength)
       this.c.metrics.pieces.inc({ source: source.kind })
@@ -181,6 +203,14 @@ export class PieceScheduler {
   }
 
   private failed (source: PieceSource, index: number, err: Error): void {
+    if (err.name === 'TooManyRequestsError') {
+      // not a fault: the supernode wants the piece traded among neighbours, or a peer is at its upload bound
+      const until = Date.now() + DEFER_MS
+      if (source.kind === 'supernode') this.deferred.set(index, until)
+      else this.asideUntil.set(source.id, until)
+      this.wakeAt(until)
+      return
+    }
     const n = (this.attempts.get(index) ?? 0) + 1
     this.attempts.set(index, n)
     const f = (this.failures.get(source.id) ?? 0) + 1
@@ -195,7 +225,9 @@ export class PieceScheduler {
 
   /** Pump again when a set-aside source may be asked again. */
   private wakeAt (time: number): void {
-    if (this.wakeTimer != null) return
+    if (this.wakeTimer != null && this.wakeTime <= time) return
+    if (this.wakeTimer != null) clearTimeout(this.wakeTimer)
+    this.wakeTime = time
     this.wakeTimer = setTimeout(() => {
       this.wakeTimer = undefined
       this.pump()

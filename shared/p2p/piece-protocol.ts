@@ -34,6 +34,13 @@ export interface PieceServerInit {
   messageTimeoutMs?: number
   /** Called after a piece was sent, with its size (upload metrics, rate limits). */
   onUpload?: (bytes: number, peer: PeerId) => void
+  /**
+   * Whether to serve this request now; false answers TOOMANYREQUESTS so the
+   * asker gets the piece elsewhere (super-seeding, upload bounds).
+   */
+  admit?: (digest: Digest, index: number, peer: PeerId) => boolean
+  /** Most pieces sent at once by this server; more are refused with TOOMANYREQUESTS. */
+  maxConcurrentUploads?: number
 }
 
 /** Serves one piece per stream: request {digest, index} → header, then the raw bytes. */
@@ -41,6 +48,7 @@ export class PieceServer implements Startable {
   private readonly components: PieceServerComponents
   private readonly init: PieceServerInit
   private readonly log: Logger
+  private uploads = 0
 
   constructor (components: PieceServerComponents, init: PieceServerInit = {}) {
     this.components = components
@@ -63,13 +71,26 @@ export class PieceServer implements Startable {
     try {
       const req = await framed.readMessage(PieceRequest)
       const digest = parseDigest(req.digest)
-      const bytes = await this.components.source.readPiece(digest, req.index)
+      const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
+      if (busy || (this.init.admit != null && !this.init.admit(digest, req.index, connection.remotePeer))) {
+        await framed.writeMessage({ ok: false, code: 'TOOMANYREQUESTS', message: busy ? 'too many uploads' : 'ask your neighbours' })
+        await framed.close()
+        return
+      }
+      this.uploads++
+      let bytes: Uint8Array | undefined
+      try {
+        bytes = await this.components.source.readPiece(digest, req.index)
+        if (bytes != null) {
+          await framed.writeMessage({ ok: true, length: bytes.byteLength })
+          await framed.writePayload(bytes)
+          this.init.onUpload?.(bytes.byteLength, connection.remotePeer)
+        }
+      } finally {
+        this.uploads--
+      }
       if (bytes == null) {
         await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
-      } else {
-        await framed.writeMessage({ ok: true, length: bytes.byteLength })
-        await framed.writePayload(bytes)
-        this.init.onUpload?.(bytes.byteLength, connection.remotePeer)
       }
       await framed.close()
     } catch (err) {
@@ -93,8 +114,11 @@ export interface FetchPieceOptions {
  * Ask `peer` for one piece and return its verified bytes. Throws a typed error
  * (ProtocolError, DigestMismatchError, TimeoutError, or the remote's code).
  */
-export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol'>, peer: PeerId | Multiaddr, opts: FetchPieceOptions): Promise<Uint8Array> {
-  const stream = await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal: opts.signal ?? AbortSignal.timeout(opts.messageTimeoutMs ?? 10_000) })
+export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>, peer: PeerId | Multiaddr, opts: FetchPieceOptions): Promise<Uint8Array> {
+  const signal = opts.signal ?? AbortSignal.timeout(opts.messageTimeoutMs ?? 10_000)
+  // reuse an open connection: a new stream on it is far cheaper than a dial
+  const conn = isPeerId(peer) ? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
+  const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
   const framed = new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
   try {
     await framed.writeMessage({ digest: opts.digest.value, index: opts.index }, opts.signal)
@@ -110,6 +134,10 @@ export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol'>, peer: Pe
     framed.abort(err as Error)
     throw err
   }
+}
+
+function isPeerId (p: PeerId | Multiaddr): p is PeerId {
+  return typeof (p as PeerId).toMultihash === 'function'
 }
 
 function remoteError (code: string, message: string): DamselflyError {

@@ -29,7 +29,7 @@ export interface RunningProcess {
 export function spawnNode (name: string, entry: string, args: string[], logDir: string): RunningProcess {
   const logFile = join(logDir, `${name}.log`)
   const out = createWriteStream(logFile, { flags: 'a' })
-  const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...(process.env.DAMSELFLY_PROF_DIR != null ? ['--cpu-prof', '--cpu-prof-dir', process.env.DAMSELFLY_PROF_DIR] : []), entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout?.pipe(out, { end: false })
   child.stderr?.pipe(out, { end: false })
   const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })

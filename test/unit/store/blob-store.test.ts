@@ -276,8 +276,11 @@ describe('BlobStore', () => {
         return reads
       }
       const readers = [0, 1, 2, 3].map(async s => await reader(s))
-      await store.commit(p, { verified })
-      committed = true
+      try {
+        await store.commit(p, { verified })
+      } finally {
+        committed = true
+      }
       const counts = await Promise.all(readers)
       assert.ok(counts.reduce((a, b) => a + b) >= 400)
       assert.equal((await store.getComplete(blob.digest))?.size, blob.bytes.length)
@@ -297,9 +300,12 @@ describe('BlobStore', () => {
           if (found != null) assert.equal(found.size, blob.bytes.length)
         }
       })
-      await store.commit(p, { verified: true })
-      committed = true
-      await Promise.all(lookers)
+      try {
+        await store.commit(p, { verified: true })
+      } finally {
+        committed = true
+        await Promise.all(lookers)
+      }
       assert.equal((await store.getComplete(blob.digest))?.size, blob.bytes.length, `round ${round}`)
       assert.deepEqual(await collect(await store.createReadStream(blob.digest)), blob.bytes, `round ${round}`)
     }
