@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { ByteSize } from '../shared/config.js'
 
 export const DaemonConfigSchema = Type.Object({
   /** The supernode's HTTP address. */
@@ -24,6 +25,12 @@ export const DaemonConfigSchema = Type.Object({
   peerInFlight: Type.Integer({ minimum: 1, maximum: 64 }),
   /** Most neighbours per blob. */
   maxNeighbours: Type.Integer({ minimum: 1, maximum: 200 }),
+  /** Upload bound in bytes per second over all peers (e.g. 12500000 or "100M"); none when unset. */
+  uploadLimit: Type.Optional(ByteSize),
+  /** Download bound in bytes per second over all sources; none when unset. */
+  downloadLimit: Type.Optional(ByteSize),
+  /** Most pieces uploaded at once; more requests are told to try elsewhere. */
+  maxUploads: Type.Integer({ minimum: 1, maximum: 1024 }),
   /** Extra DHT bootstrap peers (multiaddrs with /p2p/ ids), besides the supernode. */
   bootstrap: Type.Array(Type.String({ minLength: 1 })),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')])
@@ -42,6 +49,7 @@ export const DAEMON_DEFAULTS: Omit<DaemonConfig, 'supernode' | 'dataDir'> = {
   supernodeInFlight: 4,
   peerInFlight: 3,
   maxNeighbours: 10,
+  maxUploads: 32,
   bootstrap: [],
   logLevel: 'info'
 }

@@ -6,6 +6,8 @@ import { createNode, loadOrCreateKey, type DamselflyNode } from '../shared/p2p/n
 import { PieceServer } from '../shared/p2p/piece-protocol.js'
 import { RegistryClient } from '../shared/oci/registry-client.js'
 import { createMetricsRegistry } from '../shared/metrics.js'
+import { parseBytes } from '../shared/config.js'
+import { RateLimiter } from '../shared/rate-limiter.js'
 import type { DaemonConfig } from './config.js'
 import { DaemonMetrics } from './metrics.js'
 import { SupernodeClient } from './swarm/supernode-client.js'
@@ -34,7 +36,6 @@ export interface Daemon {
 export async function createDaemon (config: DaemonConfig, deps: { logger: Logger }): Promise<Daemon> {
   const logger = deps.logger
   const registry = createMetricsRegistry('damselfly_dfdaemon')
-  const metrics = new DaemonMetrics(registry)
   const store = new BlobStore({ dir: join(config.dataDir, 'store'), logger })
   const node = await createNode({
     privateKey: await loadOrCreateKey(join(config.dataDir, 'peer.key')),
@@ -42,9 +43,14 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     port: config.p2pPort,
     announce: config.announce
   })
+  const metrics = new DaemonMetrics(registry, { connections: () => node.getConnections().length })
   const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode })
   const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger })
   const policy = new RarestFirstPolicy()
+  const uploadLimit = parseBytes(config.uploadLimit)
+  const downloadLimit = parseBytes(config.downloadLimit)
+  const uploadLimiter = uploadLimit != null ? new RateLimiter(uploadLimit) : undefined
+  const downloadLimiter = downloadLimit != null ? new RateLimiter(downloadLimit) : undefined
 
   const blobs: SwarmBlobProvider = new SwarmBlobProvider({
     store,
@@ -64,16 +70,18 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       supernodeSource: (manifest, has) => {
         const peer = supernode.knownPeerId()
         if (peer == null) throw new Error('supernode identity unknown')
-        return peerPieceSource(node, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight })
+        return peerPieceSource(node, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight, downloadLimiter })
       },
       peerSource: (manifest, neighbour) => peerPieceSource(node, neighbour.peer, manifest, (i) => neighbour.bitfield.has(i), {
-        kind: 'peer', maxInFlight: config.peerInFlight
+        kind: 'peer', maxInFlight: config.peerInFlight, downloadLimiter
       })
     }, { req, policy, maxNeighbours: config.maxNeighbours })
   })
 
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
-    onUpload: (bytes) => { metrics.uploadBytes.inc(bytes) }
+    onUpload: (bytes) => { metrics.uploadBytes.inc(bytes) },
+    maxConcurrentUploads: config.maxUploads,
+    uploadLimiter
   })
   const swarmHandler = new SwarmHandler({ libp2p: node, store, download: (d) => blobs.active(d), logger })
   const seeder = new Seeder({ store, network, logger })

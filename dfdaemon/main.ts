@@ -31,6 +31,8 @@ const program = new Command()
   .option('--host <addr>', `mirror listen address (default ${DAEMON_DEFAULTS.host})`)
   .option('--p2p-host <addr>', 'libp2p listen address (default: --host)')
   .option('--announce <multiaddr>', 'address to announce to peers (repeatable)', collect)
+  .option('--upload-limit <bytes>', 'upload bound per second over all peers, e.g. 50M (default: none)')
+  .option('--download-limit <bytes>', 'download bound per second over all sources, e.g. 100M (default: none)')
   .option('--bootstrap <multiaddr>', 'a peer to join the DHT through, besides the supernode (repeatable)', collect)
   .option('--registry-endpoint <name=url>', 'fetch registry NAME from URL (repeatable)', collect)
   .option('--insecure-registry <name>', 'reach registry NAME over plain HTTP (repeatable)', collect)
@@ -55,6 +57,8 @@ async function main (): Promise<void> {
         p2pHost: o.p2pHost,
         announce: o.announce,
         bootstrap: o.bootstrap,
+        uploadLimit: o.uploadLimit,
+        downloadLimit: o.downloadLimit,
         registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
         insecureRegistries: o.insecureRegistry,
         logLevel: o.logLevel

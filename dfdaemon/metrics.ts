@@ -15,8 +15,13 @@ export class DaemonMetrics {
   readonly dhtProvides: Counter<'result'>
   readonly neighbours: Gauge
 
-  constructor (registry: Registry) {
+  constructor (registry: Registry, sample: { connections?: () => number } = {}) {
     const registers = [registry]
+    const connections = sample.connections
+    if (connections != null) {
+      // eslint-disable-next-line no-new
+      new Gauge({ name: 'damselfly_dfdaemon_peers_connected', help: 'libp2p connections open (supernode and neighbours)', registers, collect () { this.set(connections()) } })
+    }
     this.pieceBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_total', help: 'Verified piece bytes received and stored, by source', labelNames: ['source'], registers })
     this.pieces = new Counter({ name: 'damselfly_dfdaemon_pieces_total', help: 'Verified pieces received, by source', labelNames: ['source'], registers })
     this.wastedBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_wasted_total', help: 'Verified piece bytes received after another source had delivered the piece (endgame duplicates)', labelNames: ['source'], registers })

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import type { Static, TObject } from '@sinclair/typebox'
+import { Type, type Static, type TObject } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from './errors.js'
 
@@ -15,7 +15,8 @@ export function loadConfig<S extends TObject> (schema: S, defaults: Static<S>, o
   const flags = Object.fromEntries(Object.entries(options.flags ?? {}).filter(([, v]) => v !== undefined))
   const merged: Record<string, unknown> = { ...defaults, ...fromFile, ...flags }
   for (const key of Object.keys(merged)) {
-    if (!(key in schema.properties)) throw new ConfigError(`unknown configuration key "${key}"`)
+    // own keys only: `in` would let toString, constructor or __proto__ through as known
+    if (!Object.hasOwn(schema.properties, key)) throw new ConfigError(`unknown configuration key "${key}"`)
   }
   const converted = Value.Convert(schema, merged) as Record<string, unknown>
   const first = Value.Errors(schema, converted).First()
@@ -52,3 +53,6 @@ export function parseBytes (input: string | number | undefined): number | undefi
   const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2].toUpperCase() as '' | 'K' | 'M' | 'G' | 'T']
   return Math.floor(Number(m[1]) * mult)
 }
+
+/** A config value in bytes: an integer, or a size with a binary unit (512K, 100M, 2G). */
+export const ByteSize = Type.Union([Type.Integer({ minimum: 1 }), Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*[KMGTkmgt]?i?[Bb]?$' })])

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { ByteSize } from '../shared/config.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -17,6 +18,8 @@ export const SupernodeConfigSchema = Type.Object({
   registryEndpoints: Type.Record(Type.String({ minLength: 1 }), Type.String({ pattern: '^https?://' })),
   /** Registry names (host or host:port) reached over plain HTTP. */
   insecureRegistries: Type.Array(Type.String({ minLength: 1 })),
+  /** Upload bound in bytes per second over all daemons (e.g. "100M"); none when unset. */
+  uploadLimit: Type.Optional(ByteSize),
   /** Multiaddrs to announce to peers instead of the listen addresses. */
   announce: Type.Array(Type.String({ minLength: 1 }))
 }, { additionalProperties: false })

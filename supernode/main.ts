@@ -17,6 +17,7 @@ interface Flags {
   registryEndpoint?: string[]
   insecureRegistry?: string[]
   announce?: string[]
+  uploadLimit?: string
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
@@ -33,6 +34,7 @@ function parseArgs (argv: string[]): Flags {
     .addOption(new Option('--log-level <level>', `log level (default ${SUPERNODE_DEFAULTS.logLevel})`).choices(LOG_LEVELS))
     .option('--registry-endpoint <name=url>', 'API base URL of a registry, e.g. docker.io=https://mirror.example (repeatable)', collect)
     .option('--insecure-registry <name>', 'registry reached over plain HTTP (repeatable)', collect)
+    .option('--upload-limit <bytes>', 'upload bound per second over all daemons, e.g. 100M (default: none)')
     .option('--announce <multiaddr>', 'multiaddr to announce instead of the listen address (repeatable)', collect)
     .showHelpAfterError()
   program.parse(argv)
@@ -61,7 +63,8 @@ function readConfig (flags: Flags): SupernodeConfig {
       logLevel: flags.logLevel,
       registryEndpoints: endpointMap(flags.registryEndpoint),
       insecureRegistries: flags.insecureRegistry,
-      announce: flags.announce
+      announce: flags.announce,
+      uploadLimit: flags.uploadLimit
     }
   })
   if (config.dataDir === '') throw new ConfigError('a data directory is required (--data-dir or dataDir)')

@@ -7,6 +7,8 @@ import { BlobStore } from '../shared/store/blob-store.js'
 import { createNode, loadOrCreateKey, type DamselflyNode } from '../shared/p2p/node.js'
 import { PieceServer } from '../shared/p2p/piece-protocol.js'
 import { SuperSeedPolicy } from './p2p/super-seed.js'
+import { RateLimiter } from '../shared/rate-limiter.js'
+import { parseBytes } from '../shared/config.js'
 import { RegistryClient } from '../shared/oci/registry-client.js'
 import { resolveEndpoint } from '../shared/oci/endpoints.js'
 import type { SupernodeConfig } from './config.js'
@@ -60,8 +62,10 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
   const superSeed = new SuperSeedPolicy()
+  const uploadLimit = parseBytes(config.uploadLimit)
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
     onUpload: bytes => { counters.uploadBytes.inc(bytes) },
+    uploadLimiter: uploadLimit != null ? new RateLimiter(uploadLimit) : undefined,
     admit: (digest, index, peer) => {
       const ok = superSeed.admit(digest, index, peer)
       if (!ok) counters.superSeedRefusals.inc()

@@ -5,6 +5,7 @@ import type { PieceManifest } from '../../shared/pieces/piece-manifest.js'
 import type { DamselflyNode } from '../../shared/p2p/node.js'
 import { ProtocolError } from '../../shared/errors.js'
 import type { PieceSource, SourceKind } from './piece-source.js'
+import type { RateLimiter } from '../../shared/rate-limiter.js'
 
 export interface PeerSourceInit {
   kind: SourceKind
@@ -12,6 +13,8 @@ export interface PeerSourceInit {
   /** Deadline for one piece: at least `minPieceTimeoutMs`, plus `msPerMiB` for each MiB. */
   minPieceTimeoutMs?: number
   msPerMiB?: number
+  /** Shared bound on download bytes per second. */
+  downloadLimiter?: RateLimiter
 }
 
 /** Deadline for one piece of `length` bytes (Kraken's rule: max(4 s, 4 s per MB), a little looser). */
@@ -30,6 +33,7 @@ export function peerPieceSource (libp2p: DamselflyNode, peer: PeerId, manifest: 
       const sha256 = manifest.pieces[index]
       if (sha256 == null) throw new ProtocolError(`piece ${index} has no known hash yet`)
       const length = pieceLength(manifest.size, manifest.pieceSize, index)
+      await init.downloadLimiter?.take(length, signal)
       const timeout = pieceTimeoutMs(length, init.minPieceTimeoutMs, init.msPerMiB)
       return await fetchPiece(libp2p, peer, {
         digest: manifest.digest,

@@ -6,11 +6,15 @@ import { parseDigest, sha256Hex, type Digest } from '../oci/digest.js'
 import { DigestMismatchError, ProtocolError, errorFromCode, type DamselflyError } from '../errors.js'
 import { FramedStream } from './codec.js'
 import { PIECE_PROTOCOL } from './protocols.js'
+import type { RateLimiter } from '../rate-limiter.js'
 
 /** Where the piece server gets bytes from (the store). */
 export interface PieceSource {
   readPiece: (digest: Digest, index: number) => Promise<Uint8Array | undefined>
 }
+
+/** Largest piece request accepted; a real one is under 150 bytes. */
+const MAX_REQUEST_BYTES = 1024
 
 export const PieceRequest = Type.Object({
   digest: Type.String({ maxLength: 80 }),
@@ -41,6 +45,8 @@ export interface PieceServerInit {
   admit?: (digest: Digest, index: number, peer: PeerId) => boolean
   /** Most pieces sent at once by this server; more are refused with TOOMANYREQUESTS. */
   maxConcurrentUploads?: number
+  /** Shared bound on upload bytes per second. */
+  uploadLimiter?: RateLimiter
 }
 
 /** Serves one piece per stream: request {digest, index} → header, then the raw bytes. */
@@ -67,7 +73,9 @@ export class PieceServer implements Startable {
   }
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
-    const framed = new FramedStream(stream, { messageTimeoutMs: this.init.messageTimeoutMs })
+    // a request is a few dozen bytes and never followed by a payload: cap what a
+    // peer can make us buffer per stream (the defaults allow 16 MiB, times 64 streams)
+    const framed = new FramedStream(stream, { messageTimeoutMs: this.init.messageTimeoutMs, maxMessageBytes: MAX_REQUEST_BYTES, maxPayloadBytes: 0 })
     try {
       const req = await framed.readMessage(PieceRequest)
       const digest = parseDigest(req.digest)
@@ -82,6 +90,7 @@ export class PieceServer implements Startable {
       try {
         bytes = await this.components.source.readPiece(digest, req.index)
         if (bytes != null) {
+          await this.init.uploadLimiter?.take(bytes.byteLength)
           await framed.writeMessage({ ok: true, length: bytes.byteLength })
           await framed.writePayload(bytes)
           this.init.onUpload?.(bytes.byteLength, connection.remotePeer)

@@ -72,7 +72,13 @@ describe('ManifestProxy', () => {
       options.signal?.addEventListener('abort', () => { reject(options.signal?.reason) })
     }))
     const proxy = new ManifestProxy({ client }, { headersTimeoutMs: 10 })
-    await rejectsWithName(proxy.fetch({ endpoint: ENDPOINT, repository: 'a', reference: 'v1', method: 'GET', accept: [] }), 'TimeoutError')
+    // AbortSignal.timeout's timer does not hold the event loop open; a server would, so this test does
+    const keepAlive = setInterval(() => {}, 1000)
+    try {
+      await rejectsWithName(proxy.fetch({ endpoint: ENDPOINT, repository: 'a', reference: 'v1', method: 'GET', accept: [] }), 'TimeoutError')
+    } finally {
+      clearInterval(keepAlive)
+    }
   })
 
   it('gives up when the client goes away', async () => {
