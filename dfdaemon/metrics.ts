@@ -19,7 +19,6 @@ export class DaemonMetrics {
     const registers = [registry]
     const connections = sample.connections
     if (connections != null) {
-      // eslint-disable-next-line no-new
       new Gauge({ name: 'damselfly_dfdaemon_peers_connected', help: 'libp2p connections open (supernode and neighbours)', registers, collect () { this.set(connections()) } })
     }
     this.pieceBytes = new Counter({ name: 'damselfly_dfdaemon_piece_bytes_total', help: 'Verified piece bytes received and stored, by source', labelNames: ['source'], registers })

@@ -56,7 +56,7 @@ class StubBlobs implements BlobProvider {
     const blob = this.lookup(req)
     const part = range === undefined ? blob : blob.subarray(range.start, range.end + 1)
     const digest = req.digest.value
-    if (digest === FAIL_EARLY) return { size: blob.length, body: Readable.from((async function * () { throw new UpstreamError('origin went away') })()) }
+    if (digest === FAIL_EARLY) return { size: blob.length, body: Readable.from((async function * () { yield * []; throw new UpstreamError('origin went away') })()) }
     if (digest === FAIL_MID) {
       return {
         size: blob.length,
