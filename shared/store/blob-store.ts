@@ -93,6 +93,10 @@ export class BlobStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw err
     }
+    // while we read, openPartial may have created (and written the state of) this
+    // very entry: resuming it too would give one digest two PartialBlobs
+    const raced = this.partials.get(digest.value) ?? this.opening.get(digest.value)
+    if (raced != null) return await raced
     const p = PartialBlob.resume(this.layout.partialData(digest), this.layout.partialState(digest), text)
     this.opening.set(digest.value, p)
     try {
@@ -142,18 +146,24 @@ export class BlobStore {
    */
   async commit (blob: PartialBlob, options: { verified?: boolean } = {}): Promise<void> {
     const digest = blob.manifest.digest
+    // a premature commit is the caller's mistake, not bad bytes: keep the pieces held so far
+    if (!blob.complete) throw new Error(`blob ${digest.value} is missing pieces`)
+    let moved = false
     try {
-      if (!blob.complete) throw new Error(`blob ${digest.value} is missing pieces`)
       if (options.verified !== true) await blob.verify()
       await blob.flush()
-      // the partial stays readable (its open handle survives the rename) until
-      // the complete entry exists, so a piece reader never finds neither
+      // The partial stays readable (its open handle survives the rename) until
+      // the complete entry exists, so a piece reader never finds neither. The
+      // manifest is written last: it is what makes the entry complete, and
+      // getComplete drops an entry whose manifest has no data beside it.
       await mkdir(this.layout.completeDir(digest), { recursive: true })
-      await writeFileAtomic(this.layout.completeManifest(digest), JSON.stringify(manifestToWire(blob.manifest)))
       await rename(this.layout.partialData(digest), this.layout.completeData(digest))
+      moved = true
+      await writeFileAtomic(this.layout.completeManifest(digest), JSON.stringify(manifestToWire(blob.manifest)))
       this.manifests.set(digest.value, blob.manifest)
     } catch (err) {
       await this.discardPartial(digest)
+      if (moved) await this.remove(digest)
       throw err
     }
     this.partials.delete(digest.value)

@@ -1,0 +1,164 @@
+import { describe, it, before, after, afterEach } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { streamPair } from '@libp2p/utils'
+import type { Stream } from '@libp2p/interface'
+import { Type } from '@sinclair/typebox'
+import { encode as encodeVarint } from 'uint8-varint'
+import { FramedStream, type FramedStreamInit } from '../../../shared/p2p/codec.js'
+import { rejectsWithName } from '../../helpers/assertions.js'
+
+const Hello = Type.Object({
+  kind: Type.Literal('hello'),
+  n: Type.Integer({ minimum: 0 }),
+  tags: Type.Array(Type.String())
+}, { additionalProperties: false })
+
+describe('FramedStream', () => {
+  let open: Stream[] = []
+  // in-memory streams hold no handle and AbortSignal.timeout's timer is unref'd:
+  // without this the event loop would empty while a deadline is pending
+  let keepAlive: NodeJS.Timeout
+  before(() => { keepAlive = setInterval(() => {}, 60_000) })
+  after(() => { clearInterval(keepAlive) })
+
+  afterEach(() => {
+    for (const s of open) s.abort(new Error('test over'))
+    open = []
+  })
+
+  async function pair (init: FramedStreamInit = {}): Promise<{ a: FramedStream, b: FramedStream, rawA: Stream }> {
+    const [rawA, rawB] = await streamPair()
+    open.push(rawA, rawB)
+    return { a: new FramedStream(rawA, init), b: new FramedStream(rawB, init), rawA }
+  }
+
+  it('round trips messages checked against a schema', async () => {
+    const { a, b } = await pair()
+    const sent = [{ kind: 'hello', n: 1, tags: ['x'] }, { kind: 'hello', n: 2, tags: [] }]
+    for (const m of sent) await a.writeMessage(m)
+    assert.deepEqual(await b.readMessage(Hello), sent[0])
+    assert.deepEqual(await b.readMessage(Hello), sent[1])
+    // and back the other way
+    await b.writeMessage({ kind: 'hello', n: 3, tags: ['é', '💾'] })
+    assert.deepEqual(await a.readMessage(Hello), { kind: 'hello', n: 3, tags: ['é', '💾'] })
+  })
+
+  it('refuses a message that does not match the schema', async () => {
+    const { a, b } = await pair()
+    await a.writeMessage({ kind: 'hello', n: -1, tags: [] })
+    await rejectsWithName(b.readMessage(Hello), 'ProtocolError')
+    const c = await pair()
+    await c.a.writeMessage({ kind: 'hello', n: 1, tags: [], extra: true })
+    await rejectsWithName(c.b.readMessage(Hello), 'ProtocolError')
+  })
+
+  it('refuses a frame that is not JSON', async () => {
+    const { b, rawA } = await pair()
+    const body = Buffer.from('{"kind": "hel')
+    rawA.send(Buffer.concat([encodeVarint(body.length), body]))
+    await rejectsWithName(b.readMessage(Hello), 'ProtocolError')
+  })
+
+  it('refuses an oversize frame from its length prefix, without waiting for the body', async () => {
+    // a long deadline: reading the body would end in TimeoutError, not ProtocolError
+    const { b, rawA } = await pair({ maxMessageBytes: 1024, messageTimeoutMs: 30_000 })
+    rawA.send(encodeVarint(1025))
+    await rejectsWithName(b.readMessage(Hello), 'ProtocolError')
+  })
+
+  it('refuses an outgoing message over the cap', async () => {
+    const { a } = await pair({ maxMessageBytes: 64 })
+    await rejectsWithName(a.writeMessage({ kind: 'hello', n: 1, tags: ['x'.repeat(100)] }), 'ProtocolError')
+  })
+
+  it('refuses a length prefix longer than five bytes', async () => {
+    const { b, rawA } = await pair({ messageTimeoutMs: 30_000 })
+    rawA.send(Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))
+    await rejectsWithName(b.readMessage(Hello), 'ProtocolError')
+  })
+
+  it('reports a stream that ends mid-frame', async () => {
+    const { b, rawA } = await pair()
+    const body = Buffer.from(JSON.stringify({ kind: 'hello', n: 1, tags: [] }))
+    rawA.send(Buffer.concat([encodeVarint(body.length), body.subarray(0, 5)]))
+    await rawA.close()
+    await rejectsWithName(b.readMessage(Hello), 'ProtocolError')
+  })
+
+  it('reports a stream that ends inside the length prefix', async () => {
+    const { b, rawA } = await pair()
+    rawA.send(Uint8Array.from([0x80]))
+    await rawA.close()
+    await rejectsWithName(b.readMessage(Hello, { allowEnd: true }), 'ProtocolError')
+  })
+
+  it('reads null at a clean end when the end is allowed, ProtocolError when not', async () => {
+    const { a, b } = await pair()
+    await a.writeMessage({ kind: 'hello', n: 7, tags: [] })
+    await a.close()
+    assert.deepEqual(await b.readMessage(Hello, { allowEnd: true }), { kind: 'hello', n: 7, tags: [] })
+    assert.equal(await b.readMessage(Hello, { allowEnd: true }), null)
+
+    const c = await pair()
+    await c.a.close()
+    await rejectsWithName(c.b.readMessage(Hello), 'ProtocolError')
+  })
+
+  it('times out when the peer never speaks', async () => {
+    const { b } = await pair({ messageTimeoutMs: 200 })
+    await rejectsWithName(b.readMessage(Hello), 'TimeoutError')
+  })
+
+  it('takes a per-message deadline over the stream default', async () => {
+    const { b } = await pair({ messageTimeoutMs: 30_000 })
+    await rejectsWithName(b.readMessage(Hello, { timeoutMs: 200 }), 'TimeoutError')
+  })
+
+  it('times out in the middle of a frame too', async () => {
+    const { b, rawA } = await pair({ messageTimeoutMs: 200 })
+    rawA.send(Buffer.concat([encodeVarint(100), Buffer.alloc(10)]))
+    await rejectsWithName(b.readPayload(100), 'TimeoutError')
+  })
+
+  it('stops at the caller\'s abort signal with its reason', async () => {
+    const { b } = await pair({ messageTimeoutMs: 30_000 })
+    const ctl = new AbortController()
+    class Cancelled extends Error { override name = 'Cancelled' }
+    const reading = b.readMessage(Hello, { signal: ctl.signal })
+    ctl.abort(new Cancelled())
+    await rejectsWithName(reading, 'Cancelled')
+  })
+
+  it('round trips a 3 MiB payload between messages', async () => {
+    const { a, b } = await pair()
+    const payload = randomBytes(3 << 20)
+    const writing = (async () => {
+      await a.writeMessage({ kind: 'hello', n: payload.length, tags: [] })
+      await a.writePayload(payload)
+      await a.writeMessage({ kind: 'hello', n: 0, tags: ['after'] })
+    })()
+    const header = await b.readMessage(Hello)
+    const got = await b.readPayload(header.n)
+    assert.equal(got.byteLength, payload.length)
+    assert.ok(Buffer.from(got.subarray()).equals(payload))
+    assert.deepEqual(await b.readMessage(Hello), { kind: 'hello', n: 0, tags: ['after'] })
+    await writing
+  })
+
+  it('refuses a payload of the wrong length', async () => {
+    const { a, b } = await pair({ messageTimeoutMs: 30_000 })
+    await a.writePayload(randomBytes(10))
+    await rejectsWithName(b.readPayload(12), 'ProtocolError')
+
+    // longer than expected: refused from the prefix
+    const c = await pair({ messageTimeoutMs: 30_000 })
+    c.rawA.send(encodeVarint(14))
+    await rejectsWithName(c.b.readPayload(12), 'ProtocolError')
+
+    // longer than the payload cap
+    const d = await pair({ messageTimeoutMs: 30_000, maxPayloadBytes: 1024 })
+    d.rawA.send(encodeVarint(2048))
+    await rejectsWithName(d.b.readPayload(2048), 'ProtocolError')
+  })
+})
