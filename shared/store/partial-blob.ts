@@ -6,6 +6,7 @@ import { pieceLength, pieceRange } from '../pieces/piece-math.js'
 import { sha256Hex } from '../oci/digest.js'
 import { DigestMismatchError, ProtocolError } from '../errors.js'
 import { writeFileAtomic } from './atomic-write.js'
+import { asDiskFull, isDiskFull } from './disk-full.js'
 
 /** On-disk state of a partial blob: enough to resume after a crash. */
 interface PartialState {
@@ -19,6 +20,10 @@ interface PartialState {
  * after its bytes are written, so a restart never trusts a torn piece.
  * Callers verify piece bytes (or pass their hash); writePiece checks again
  * against the manifest when the hash is known.
+ *
+ * A full disk while writing a piece, or any failure to save the state, fails
+ * the blob: every later write and flush throws that error, and `onFailure`
+ * tells the owner (the store discards the entry).
  */
 export class PartialBlob {
   readonly manifest: PieceManifest
@@ -28,6 +33,10 @@ export class PartialBlob {
   private persisting: Promise<void> = Promise.resolve()
   private persistQueued = false
   private closed = false
+  private closing: Promise<void> | undefined
+  private failed: Error | undefined
+  /** Called once when the blob fails (full disk, unsaved state); must not throw. */
+  onFailure: ((err: Error) => void) | undefined
 
   private constructor (manifest: PieceManifest, bitfield: Bitfield, fh: FileHandle, statePath: string) {
     this.manifest = manifest
@@ -45,7 +54,7 @@ export class PartialBlob {
       return blob
     } catch (err) {
       await fh.close()
-      throw err
+      throw asDiskFull(err, 'creating a partial blob')
     }
   }
 
@@ -80,6 +89,20 @@ export class PartialBlob {
     return this.bitfield.complete
   }
 
+  /** Why the blob failed, if it did: it then takes no more pieces and cannot be committed. */
+  get failure (): Error | undefined {
+    return this.failed
+  }
+
+  /** Bytes of the pieces held so far. */
+  get heldBytes (): number {
+    const { size, pieceSize } = this.manifest
+    const last = this.manifest.pieces.length - 1
+    let held = this.bitfield.count * pieceSize
+    if (last >= 0 && this.bitfield.has(last)) held -= pieceSize - pieceLength(size, pieceSize, last)
+    return held
+  }
+
   /** Learn a piece's hash (the manifest grows while the supernode fetches). */
   setPieceHash (index: number, hex: string): void {
     const known = this.manifest.pieces[index]
@@ -92,6 +115,7 @@ export class PartialBlob {
    * must match it; `hash` (already computed by the caller) saves hashing twice.
    */
   async writePiece (index: number, data: Uint8Array, hash?: string): Promise<void> {
+    if (this.failed != null) throw this.failed
     if (this.closed) throw new ProtocolError('partial blob is closed')
     if (index < 0 || index >= this.manifest.pieces.length) throw new ProtocolError(`piece ${index} out of range`)
     if (data.byteLength !== pieceLength(this.manifest.size, this.manifest.pieceSize, index)) {
@@ -103,9 +127,14 @@ export class PartialBlob {
     if (this.bitfield.has(index)) return
     const { start } = pieceRange(this.manifest.size, this.manifest.pieceSize, index)
     let written = 0
-    while (written < data.byteLength) {
-      const { bytesWritten } = await this.fh.write(data, written, data.byteLength - written, start + written)
-      written += bytesWritten
+    try {
+      while (written < data.byteLength) {
+        const { bytesWritten } = await this.fh.write(data, written, data.byteLength - written, start + written)
+        written += bytesWritten
+      }
+    } catch (err) {
+      if (isDiskFull(err)) throw this.fail(asDiskFull(err, `writing piece ${index}`) as Error)
+      throw err
     }
     if (expected == null) this.manifest.pieces[index] = actual
     this.bitfield.set(index)
@@ -139,16 +168,22 @@ export class PartialBlob {
     if (hash.digest('hex') !== this.manifest.digest.hex) throw new DigestMismatchError(`blob ${this.digest} does not match its digest`)
   }
 
+  /** Wait until the state on disk holds every piece written so far; throws the blob's failure. */
   async flush (): Promise<void> {
     await this.persisting
     if (this.persistQueued) await this.persisting
+    if (this.failed != null) throw this.failed
   }
 
+  /** Save what is pending (a failed blob saves nothing more) and close the data file. */
   async close (): Promise<void> {
-    if (this.closed) return
-    await this.flush()
-    this.closed = true
-    await this.fh.close()
+    this.closing ??= (async () => {
+      await this.persisting
+      if (this.persistQueued) await this.persisting
+      this.closed = true
+      await this.fh.close()
+    })()
+    await this.closing
   }
 
   stateJson (): string {
@@ -169,7 +204,19 @@ export class PartialBlob {
     this.persistQueued = true
     this.persisting = this.persisting.then(async () => {
       this.persistQueued = false
-      if (!this.closed) await this.persistNow()
-    }).catch(() => {})
+      if (!this.closed && this.failed == null) await this.persistNow()
+    }).catch((err: unknown) => {
+      // a state we cannot save would resume as less than we hold, or not at all: fail the blob
+      this.fail(asDiskFull(err, 'saving partial blob state') as Error)
+    })
+  }
+
+  private fail (err: Error): Error {
+    if (this.failed != null) return this.failed
+    this.failed = err
+    try {
+      this.onFailure?.(err)
+    } catch { /* the owner's hook must not break the writer */ }
+    return err
   }
 }
