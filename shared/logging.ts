@@ -19,7 +19,20 @@ export const REDACT_PATHS = [
   'token',
   '*.authorization',
   '*.password',
-  '*.token'
+  '*.token',
+  // cookies, proxy credentials, tickets and bearer secrets, at the top level, in headers, one level down
+  'headers.cookie',
+  'headers["proxy-authorization"]',
+  'req.headers.cookie',
+  'req.headers["proxy-authorization"]',
+  'request.headers.cookie',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  'ticket',
+  '*.ticket',
+  'psk',
+  'apiToken',
+  '*.apiToken'
 ]
 
 /** The process logger: structured JSON on stderr, credentials redacted. Components take `.child({ component })`. */

@@ -5,6 +5,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { preSharedKey } from '@libp2p/pnet'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Identify } from '@libp2p/identify'
@@ -33,6 +34,12 @@ export interface NodeInit {
   maxConnections?: number
   /** A DHT server answers queries (supernode, daemons); a client only asks. */
   dhtClientMode?: boolean
+  /**
+   * The closed swarm's pre-shared key (a PSK file's content, see
+   * shared/security/swarm-key.ts): every connection is wrapped in it before
+   * the handshake, so a process without it cannot connect at all.
+   */
+  psk?: Uint8Array
 }
 
 function listenAddr (host: string, port: number): string {
@@ -51,6 +58,7 @@ export async function createNode (init: NodeInit): Promise<DamselflyNode> {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    ...(init.psk != null ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
     connectionManager: {
       maxConnections: init.maxConnections ?? 300
     },

@@ -11,7 +11,9 @@ import { PieceManifestWire } from '../pieces/piece-manifest.js'
 export const SwarmHello = Type.Object({
   type: Type.Literal('hello'),
   digest: Type.String({ maxLength: 80 }),
-  have: Type.String({ maxLength: 200_000 })
+  have: Type.String({ maxLength: 200_000 }),
+  /** The supernode's ticket for the greeting peer; a holder of a private blob welcomes no one without it. */
+  ticket: Type.Optional(Type.String({ maxLength: 1024 }))
 }, { additionalProperties: false })
 export type SwarmHello = Static<typeof SwarmHello>
 

@@ -17,7 +17,12 @@ export const TaskRequest = Type.Object({
 export type TaskRequest = Static<typeof TaskRequest>
 
 export const TaskAnswer = Type.Union([
-  Type.Object({ type: Type.Literal('manifest'), manifest: PieceManifestWire }),
+  Type.Object({
+    type: Type.Literal('manifest'),
+    manifest: PieceManifestWire,
+    /** Private blob: the supernode's signed ticket for the asking peer (see shared/security/ticket.ts). */
+    ticket: Type.Optional(Type.String({ maxLength: 1024 }))
+  }),
   Type.Object({ type: Type.Literal('piece'), index: Type.Integer({ minimum: 0 }), sha256: Type.String({ pattern: '^[a-f0-9]{64}$' }) }),
   Type.Object({ type: Type.Literal('done') }),
   Type.Object({

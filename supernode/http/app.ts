@@ -2,7 +2,8 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { DamselflyError, ociErrorBody } from '../../shared/errors.js'
-import { ErrorResponse, HealthResponse, InfoResponse } from './schemas.js'
+import { ErrorResponse, HealthResponse, InfoResponse, PeersResponse, TasksResponse } from './schemas.js'
+import { registerOperatorAuth } from './operator-auth.js'
 
 export interface AppOptions {
   logger: Logger
@@ -11,10 +12,19 @@ export interface AppOptions {
   info: () => InfoResponse
   /** True once the supernode serves (store open, libp2p listening). */
   ready: () => boolean
+  /** Blobs being fetched and stored (GET /api/v1/tasks). */
+  tasks?: () => Promise<TasksResponse>
+  /** The tracker's view (GET /api/v1/peers). */
+  peers?: () => PeersResponse
+  /** Bearer token for the operator endpoints; absent: they are open. */
+  apiToken?: string
+  /** Require the token for /metrics and /healthz too. */
+  protectMetrics?: boolean
 }
 
 /**
- * The supernode's operator API: health, identity, metrics. Built, never
+ * The supernode's operator API: health, identity, tasks, tracker peers, metrics
+ * (operator endpoints behind a bearer token when one is configured). Built, never
  * listened on here: main() listens, tests use `app.inject()`.
  */
 export function buildApp (opts: AppOptions): FastifyInstance {
@@ -37,6 +47,8 @@ export function buildApp (opts: AppOptions): FastifyInstance {
     void reply.code(404).send(ociErrorBody('UNSUPPORTED', 'no such route'))
   })
 
+  registerOperatorAuth(app, { token: opts.apiToken, protectMetrics: opts.protectMetrics })
+
   app.get('/healthz', {
     schema: { response: { 200: HealthResponse, 503: HealthResponse } }
   }, async (_req, reply) => {
@@ -47,6 +59,20 @@ export function buildApp (opts: AppOptions): FastifyInstance {
   app.get('/api/v1/info', {
     schema: { response: { 200: InfoResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } }
   }, async () => opts.info())
+
+  const tasks = opts.tasks
+  if (tasks != null) {
+    app.get('/api/v1/tasks', {
+      schema: { response: { 200: TasksResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } }
+    }, async () => await tasks())
+  }
+
+  const peers = opts.peers
+  if (peers != null) {
+    app.get('/api/v1/peers', {
+      schema: { response: { 200: PeersResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } }
+    }, async () => peers())
+  }
 
   app.get('/metrics', async (_req, reply) => {
     const text = await opts.metrics.metrics()

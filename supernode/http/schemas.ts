@@ -17,3 +17,20 @@ export const ErrorResponse = Type.Object({
     message: Type.String()
   }))
 })
+
+export const TasksResponse = Type.Object({
+  tasks: Type.Array(Type.Object({
+    digest: Type.String(),
+    state: Type.Union([Type.Literal('fetching'), Type.Literal('stored')])
+  }))
+})
+export type TasksResponse = Static<typeof TasksResponse>
+
+export const PeersResponse = Type.Object({
+  peers: Type.Array(Type.Object({
+    peerId: Type.String(),
+    addrs: Type.Array(Type.String()),
+    blobs: Type.Integer()
+  }))
+})
+export type PeersResponse = Static<typeof PeersResponse>

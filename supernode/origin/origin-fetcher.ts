@@ -83,6 +83,11 @@ export class OriginFetcher {
     return await this.begin(req, who).task
   }
 
+  /** Digests being fetched from an origin now (for the operator API). */
+  running (): string[] {
+    return [...this.flights.keys()]
+  }
+
   /** Abort every running fetch and wait until they have cleaned up. */
   async stop (): Promise<void> {
     this.abort.abort(new UnavailableError('supernode is stopping'))

@@ -10,11 +10,14 @@ import { manifestToWire } from '../../shared/pieces/piece-manifest.js'
 import { DamselflyError, InvalidNameError } from '../../shared/errors.js'
 import type { OriginFetcher } from '../origin/origin-fetcher.js'
 import type { FetchTask, PieceComplete } from '../origin/fetch-task.js'
+import type { BlobAccess } from '../auth/blob-access.js'
 
 export interface TaskHandlerComponents {
   libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
   originFetcher: Pick<OriginFetcher, 'ensure'>
   logger: Logger
+  /** Checks every request with the origin before the blob is fetched, joined or served; absent: no check. */
+  access?: Pick<BlobAccess, 'authorize'>
 }
 
 export interface TaskHandlerInit {
@@ -61,13 +64,16 @@ export class TaskHandler implements Startable {
     try {
       const req = await framed.readMessage(TaskRequest)
       digest = req.digest
-      const task = await this.components.originFetcher.ensure({
+      const origin = {
         registry: checkRegistry(req.registry),
         repository: validateRepository(req.repository),
         digest: parseDigest(req.digest),
         credentials: credentialsOf(req.authorization)
-      })
-      await this.follow(framed, task)
+      }
+      // stored, being fetched or new: the asker must be allowed to pull it from the origin
+      const grant = await this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
+      const task = await this.components.originFetcher.ensure(origin)
+      await this.follow(framed, task, grant?.ticket)
       await framed.close()
     } catch (err) {
       await this.fail(framed, err, { peer, digest })
@@ -75,7 +81,7 @@ export class TaskHandler implements Startable {
   }
 
   /** Send the manifest so far, then each piece as it completes, then done (or the fetch's error). */
-  private async follow (framed: FramedStream, task: FetchTask): Promise<void> {
+  private async follow (framed: FramedStream, task: FetchTask, ticket?: string): Promise<void> {
     const pending: PieceComplete[] = []
     let wake: (() => void) | undefined
     let gone = false
@@ -87,7 +93,7 @@ export class TaskHandler implements Startable {
     let finished = task.finished
     task.done.then(() => { finished = true; wake?.() }, () => { finished = true; wake?.() })
     try {
-      await framed.writeMessage(answer({ type: 'manifest', manifest }))
+      await framed.writeMessage(answer({ type: 'manifest', manifest, ...(ticket != null ? { ticket } : {}) }))
       for (;;) {
         while (pending.length > 0 && !gone) {
           const { index, sha256 } = pending.shift() as PieceComplete

@@ -167,6 +167,17 @@ export class TrackerState {
     return true
   }
 
+  /** The tracker's view for operators: each live peer, its addresses, and how many blobs it announced (at most `limit` peers). */
+  peerList (limit = 1000): Array<{ peerId: string, addrs: string[], blobs: number }> {
+    this.expire()
+    const out: Array<{ peerId: string, addrs: string[], blobs: number }> = []
+    for (const peer of this.peers.values()) {
+      if (out.length >= limit) break
+      out.push({ peerId: peer.id, addrs: [...peer.addrs], blobs: peer.blobs.size })
+    }
+    return out
+  }
+
   stats (): TrackerStats {
     this.expire()
     return { blobs: this.blobs.size, peers: this.peers.size, entries: this.entries.size }
