@@ -29,10 +29,25 @@ export const DaemonConfigSchema = Type.Object({
   uploadLimit: Type.Optional(ByteSize),
   /** Download bound in bytes per second over all sources; none when unset. */
   downloadLimit: Type.Optional(ByteSize),
+  /** Most bytes the store may take (its complete and partial blobs); least recently used blobs are evicted. None when unset. */
+  maxDisk: Type.Optional(ByteSize),
+  /** Free space to keep on the filesystem holding dataDir; least recently used blobs are evicted to keep it. */
+  minFreeDisk: Type.Optional(ByteSize),
+  /** No piece for this long while pieces are missing: fetch what no other source has from the origin (back-to-source). */
+  noProgressTimeoutMs: Type.Integer({ minimum: 1000, maximum: 600_000 }),
   /** Most pieces uploaded at once; more requests are told to try elsewhere. */
   maxUploads: Type.Integer({ minimum: 1, maximum: 1024 }),
   /** Extra DHT bootstrap peers (multiaddrs with /p2p/ ids), besides the supernode. */
   bootstrap: Type.Array(Type.String({ minLength: 1 })),
+  /** Closed swarm: a libp2p PSK file (the same on every member). */
+  swarmKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** The supernode's peer id; absent: learned from its /api/v1/info once, then pinned in the data dir. */
+  supernodePeerId: Type.Optional(Type.String({ minLength: 1 })),
+  /** Client networks (CIDR) allowed to use the mirror besides loopback; empty: no allowlist. */
+  allowClients: Type.Array(Type.String({ minLength: 1 })),
+  /** Serve the mirror over HTTPS with this PEM certificate (with tlsKey). */
+  tlsCert: Type.Optional(Type.String({ minLength: 1 })),
+  tlsKey: Type.Optional(Type.String({ minLength: 1 })),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')])
 }, { additionalProperties: false })
 
@@ -50,6 +65,8 @@ export const DAEMON_DEFAULTS: Omit<DaemonConfig, 'supernode' | 'dataDir'> = {
   peerInFlight: 3,
   maxNeighbours: 10,
   maxUploads: 32,
+  noProgressTimeoutMs: 15_000,
   bootstrap: [],
+  allowClients: [],
   logLevel: 'info'
 }

@@ -2,6 +2,7 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { BlobStore } from '../shared/store/blob-store.js'
+import { storeMetricsHooks } from '../shared/store/store-metrics.js'
 import { createNode, loadOrCreateKey, type DamselflyNode } from '../shared/p2p/node.js'
 import { PieceServer } from '../shared/p2p/piece-protocol.js'
 import { RegistryClient } from '../shared/oci/registry-client.js'
@@ -15,12 +16,25 @@ import { BlobDownload } from './swarm/blob-download.js'
 import { RarestFirstPolicy } from './swarm/piece-policy.js'
 import { peerPieceSource } from './swarm/peer-source.js'
 import { SwarmBlobProvider } from './swarm/swarm-blob-provider.js'
+import { OriginAccess } from './swarm/origin-source.js'
+import { VerifiedPieces } from './swarm/verified-pieces.js'
+import type { BlobRequest } from './blob-provider.js'
 import { SwarmNetwork } from './swarm/swarm-network.js'
 import { Seeder } from './swarm/seeder.js'
 import { SwarmHandler } from './p2p/swarm-handler.js'
 import { buildMirrorApp, type MirrorApp } from './mirror/app.js'
 import { UpstreamResolver } from './mirror/upstream.js'
 import { ManifestProxy } from './mirror/manifest-proxy.js'
+import { ManifestCache } from './mirror/manifest-cache.js'
+import { endpointFromUrl, resolveEndpoint, type RegistryEndpoint } from '../shared/oci/endpoints.js'
+import { ANONYMOUS } from '../shared/oci/registry-types.js'
+import { AccessChecker } from '../shared/security/access-check.js'
+import { ClientAllowlist } from '../shared/security/client-allowlist.js'
+import { loadSwarmKey } from '../shared/security/swarm-key.js'
+import { readSecretFile, warnIfExposed } from '../shared/security/secret-file.js'
+import { BlobVisibility } from '../shared/security/blob-visibility.js'
+import { SupernodePin } from './security/supernode-pin.js'
+import { TicketGuard } from './security/ticket-guard.js'
 
 export interface Daemon {
   start: () => Promise<void>
@@ -36,26 +50,51 @@ export interface Daemon {
 export async function createDaemon (config: DaemonConfig, deps: { logger: Logger }): Promise<Daemon> {
   const logger = deps.logger
   const registry = createMetricsRegistry('damselfly_dfdaemon')
-  const store = new BlobStore({ dir: join(config.dataDir, 'store'), logger })
+  const store = new BlobStore({
+    dir: join(config.dataDir, 'store'),
+    logger,
+    quota: { maxBytes: parseBytes(config.maxDisk), minFreeBytes: parseBytes(config.minFreeDisk) },
+    hooks: storeMetricsHooks(registry, 'damselfly_dfdaemon')
+  })
+  const keyPath = join(config.dataDir, 'peer.key')
+  const privateKey = await loadOrCreateKey(keyPath)
+  warnIfExposed(keyPath, 'node key', logger)
   const node = await createNode({
-    privateKey: await loadOrCreateKey(join(config.dataDir, 'peer.key')),
+    privateKey,
     host: config.p2pHost ?? config.host,
     port: config.p2pPort,
-    announce: config.announce
+    announce: config.announce,
+    psk: config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile, logger) : undefined
   })
+  // security: the pinned supernode, which blobs are public, who may have a private one
+  const pin = new SupernodePin({ path: join(config.dataDir, 'supernode.id'), configured: config.supernodePeerId, logger })
+  const visibility = new BlobVisibility(join(config.dataDir, 'public'))
+  const ticketGuard = new TicketGuard({
+    isPrivate: (digest) => !visibility.isPublic(digest),
+    supernodeKey: () => pin.expected()?.publicKey,
+    logger
+  })
+  const allowClients = config.allowClients.length > 0 ? new ClientAllowlist(config.allowClients) : undefined
+  const tls = config.tlsCert != null && config.tlsKey != null
+    ? { cert: readSecretFile(config.tlsCert, 'TLS certificate', logger), key: readSecretFile(config.tlsKey, 'TLS key', logger) }
+    : undefined
   const metrics = new DaemonMetrics(registry, { connections: () => node.getConnections().length })
-  const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode })
+  const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode, pin })
   const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger })
   const policy = new RarestFirstPolicy()
   const uploadLimit = parseBytes(config.uploadLimit)
   const downloadLimit = parseBytes(config.downloadLimit)
   const uploadLimiter = uploadLimit != null ? new RateLimiter(uploadLimit) : undefined
   const downloadLimiter = downloadLimit != null ? new RateLimiter(downloadLimit) : undefined
+  // every piece read from the store is checked before a peer or a client gets it
+  const verifiedPieces = new VerifiedPieces({ store, metrics, logger })
 
   const blobs: SwarmBlobProvider = new SwarmBlobProvider({
     store,
+    pieces: verifiedPieces,
     metrics,
     logger,
+    authorizeLocal: async (req, signal) => { await authorizeLocal(req, signal) },
     newDownload: (req) => new BlobDownload({
       store,
       metrics,
@@ -67,23 +106,34 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
         digest: r.digest.value,
         ...(r.authorization != null ? { authorization: r.authorization } : {})
       }),
+      onGrant: (digest, ticket) => {
+        visibility.set(digest, ticket == null).catch(err => { logger.warn({ digest, err: (err as Error).message }, 'cannot record blob visibility') })
+      },
       supernodeSource: (manifest, has) => {
         const peer = supernode.knownPeerId()
         if (peer == null) throw new Error('supernode identity unknown')
-        return peerPieceSource(node, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight, downloadLimiter })
+        return peerPieceSource(node, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight, downloadLimiter, ticket: () => blobs.active(manifest.digest.value)?.ticket })
       },
       peerSource: (manifest, neighbour) => peerPieceSource(node, neighbour.peer, manifest, (i) => neighbour.bitfield.has(i), {
-        kind: 'peer', maxInFlight: config.peerInFlight, downloadLimiter
-      })
-    }, { req, policy, maxNeighbours: config.maxNeighbours })
+        kind: 'peer', maxInFlight: config.peerInFlight, downloadLimiter, ticket: () => blobs.active(manifest.digest.value)?.ticket
+      }),
+      origin: originAccess
+    }, { req, policy, maxNeighbours: config.maxNeighbours, noProgressTimeoutMs: config.noProgressTimeoutMs })
   })
 
-  const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
+  const pieceServer = new PieceServer({ libp2p: node, source: verifiedPieces, logger }, {
     onUpload: (bytes) => { metrics.uploadBytes.inc(bytes) },
     maxConcurrentUploads: config.maxUploads,
-    uploadLimiter
+    uploadLimiter,
+    authorize: async (digest, peer, ticket) => { await ticketGuard.authorize(digest.value, peer, ticket) }
   })
-  const swarmHandler = new SwarmHandler({ libp2p: node, store, download: (d) => blobs.active(d), logger })
+  const swarmHandler = new SwarmHandler({
+    libp2p: node,
+    store,
+    download: (d) => blobs.active(d),
+    logger,
+    authorize: async (digest, peer, ticket) => { await ticketGuard.authorize(digest, peer, ticket) }
+  })
   const seeder = new Seeder({ store, network, logger })
 
   const client = new RegistryClient({ logger })
@@ -92,9 +142,42 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     registryEndpoints: config.registryEndpoints,
     insecureRegistries: config.insecureRegistries
   })
-  const manifests = new ManifestProxy({ client, logger })
+  const manifestCache = new ManifestCache({ dir: join(config.dataDir, 'manifests'), logger })
+  const manifests = new ManifestProxy({ client, logger, cache: manifestCache })
+  // a registry name → its endpoint, as the mirror resolves it (the default registry is --upstream)
+  const defaultEndpoint = endpointFromUrl(config.upstream)
+  const originEndpoint = (name: string): RegistryEndpoint => name === defaultEndpoint.name && config.registryEndpoints[name] == null
+    ? defaultEndpoint
+    : resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
+  // back-to-source: range requests to the origin with the client's own credentials
+  const originAccess = new OriginAccess({ client, resolveEndpoint: originEndpoint, downloadLimiter })
+  // a private blob held here (or being fetched for another client) goes to a client only with the origin's word
+  const localAccess = new AccessChecker({
+    client,
+    resolveEndpoint: originEndpoint,
+    logger
+  })
+  const authorizeLocal = async (req: BlobRequest, signal?: AbortSignal): Promise<void> => {
+    if (visibility.isPublic(req.digest.value)) return
+    const credentials = req.authorization != null && req.authorization !== '' ? { kind: 'authorization' as const, header: req.authorization } : ANONYMOUS
+    const seen = await localAccess.check({ registry: req.registry, repository: req.repository, digest: req.digest.value, credentials }, signal)
+    if (seen === 'public') await visibility.set(req.digest.value, true)
+  }
   let ready = false
-  const app = buildMirrorApp({ logger, metrics: registry, blobs, manifests, upstreams, ready: () => ready })
+  const app = buildMirrorApp({
+    logger,
+    metrics: registry,
+    blobs,
+    manifests,
+    upstreams,
+    ready: () => ready,
+    allowClients,
+    tls,
+    ping: async (endpoint, authorization, signal) => await client.ping(endpoint, {
+      credentials: authorization != null && authorization !== '' ? { kind: 'authorization', header: authorization } : undefined,
+      signal
+    })
+  })
   let mirrorUrl = ''
 
   /** Join the DHT through the supernode and any configured peers; failures are retried by the next pull. */
@@ -112,11 +195,16 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     get mirrorUrl () { return mirrorUrl },
     async start () {
       await store.init()
+      await manifestCache.init()
+      await pin.init()
+      await visibility.init()
       await node.start()
       await pieceServer.start()
       await swarmHandler.start()
       mirrorUrl = await app.listen({ host: config.host, port: config.port })
       ready = true
+      if (allowClients == null && !isLoopback(config.host)) logger.warn({ host: config.host }, 'mirror listens beyond loopback without an allowlist (--allow-client): anyone who reaches it may pull through it')
+      if (config.swarmKeyFile == null) logger.info('open swarm: no swarm key (--swarm-key)')
       logger.info({ mirror: mirrorUrl, peerId: node.peerId.toString(), p2p: node.getMultiaddrs().map(String) }, 'dfdaemon ready')
       void bootstrap()
       seeder.start()
@@ -130,7 +218,12 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       await pieceServer.stop()
       await node.stop()
       await client.close()
+      await manifestCache.flush()
       await store.close()
     }
   }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }

@@ -33,9 +33,17 @@ const program = new Command()
   .option('--announce <multiaddr>', 'address to announce to peers (repeatable)', collect)
   .option('--upload-limit <bytes>', 'upload bound per second over all peers, e.g. 50M (default: none)')
   .option('--download-limit <bytes>', 'download bound per second over all sources, e.g. 100M (default: none)')
+  .option('--stall-timeout <ms>', `no piece for this long: go back to the origin (default ${DAEMON_DEFAULTS.noProgressTimeoutMs})`)
+  .option('--max-disk <bytes>', 'most disk the store may take, e.g. 20G; least recently used blobs are evicted (default: none)')
+  .option('--min-free-disk <bytes>', 'free space to keep on the data dir\'s filesystem, e.g. 2G (default: none)')
   .option('--bootstrap <multiaddr>', 'a peer to join the DHT through, besides the supernode (repeatable)', collect)
   .option('--registry-endpoint <name=url>', 'fetch registry NAME from URL (repeatable)', collect)
   .option('--insecure-registry <name>', 'reach registry NAME over plain HTTP (repeatable)', collect)
+  .option('--swarm-key <file>', 'closed swarm: libp2p pre-shared key file, the same on every member')
+  .option('--supernode-peer-id <id>', 'the supernode\'s peer id (default: learned once from the supernode, then pinned)')
+  .option('--allow-client <cidr>', 'client network allowed to use the mirror besides loopback (repeatable)', collect)
+  .option('--tls-cert <file>', 'serve the mirror over HTTPS with this PEM certificate')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert')
   .option('--config <file>', 'YAML config file (flags override it)')
   .option('--log-level <level>', `trace|debug|info|warn|error|silent (default ${DAEMON_DEFAULTS.logLevel})`)
   .showHelpAfterError()
@@ -59,13 +67,22 @@ async function main (): Promise<void> {
         bootstrap: o.bootstrap,
         uploadLimit: o.uploadLimit,
         downloadLimit: o.downloadLimit,
+        noProgressTimeoutMs: o.stallTimeout,
+        maxDisk: o.maxDisk,
+        minFreeDisk: o.minFreeDisk,
         registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
         insecureRegistries: o.insecureRegistry,
+        swarmKeyFile: o.swarmKey,
+        supernodePeerId: o.supernodePeerId,
+        allowClients: o.allowClient,
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
         logLevel: o.logLevel
       }
     })
     if (config.supernode == null) throw new ConfigError('missing required setting "supernode" (--supernode URL)')
     if (config.dataDir == null) throw new ConfigError('missing required setting "dataDir" (--data-dir DIR)')
+    if ((config.tlsCert == null) !== (config.tlsKey == null)) throw new ConfigError('tlsCert and tlsKey go together')
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`dfdaemon: ${err.message}\n`)
@@ -75,7 +92,14 @@ async function main (): Promise<void> {
   }
 
   const logger = createLogger({ name: 'dfdaemon', level: config.logLevel })
-  const daemon = await createDaemon(config, { logger })
+  let daemon
+  try {
+    daemon = await createDaemon(config, { logger })
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`dfdaemon: ${err.message}\n`)
+    process.exit(2)
+  }
   await daemon.start()
 
   let stopping = false

@@ -10,6 +10,7 @@ export class DaemonMetrics {
   readonly piecesInFlight: Gauge
   readonly downloads: Counter<'result'>
   readonly localHits: Counter
+  readonly corruptPieces: Counter
   readonly trackerAnnounces: Counter<'result'>
   readonly dhtLookups: Counter<'result'>
   readonly dhtProvides: Counter<'result'>
@@ -29,6 +30,7 @@ export class DaemonMetrics {
     this.piecesInFlight = new Gauge({ name: 'damselfly_dfdaemon_pieces_in_flight', help: 'Piece requests in flight', registers })
     this.downloads = new Counter({ name: 'damselfly_dfdaemon_blob_downloads_total', help: 'Blob downloads finished, by result', labelNames: ['result'], registers })
     this.localHits = new Counter({ name: 'damselfly_dfdaemon_local_hits_total', help: 'Blob requests served from the local store', registers })
+    this.corruptPieces = new Counter({ name: 'damselfly_dfdaemon_corrupt_pieces_total', help: 'Pieces read from the local store that failed their hash (the blob is dropped and fetched again)', registers })
     this.trackerAnnounces = new Counter({ name: 'damselfly_dfdaemon_tracker_announces_total', help: 'Announces to the supernode tracker, by result', labelNames: ['result'], registers })
     this.dhtLookups = new Counter({ name: 'damselfly_dfdaemon_dht_lookups_total', help: 'DHT provider lookups, by result', labelNames: ['result'], registers })
     this.dhtProvides = new Counter({ name: 'damselfly_dfdaemon_dht_provides_total', help: 'DHT provider records published, by result', labelNames: ['result'], registers })

@@ -144,6 +144,20 @@ export class UnavailableError extends DamselflyError {
   override readonly status = 503
 }
 
+/**
+ * The disk holding the store is full (ENOSPC, EDQUOT), or the store cannot make
+ * room for a blob within its quota and free-space watermark. The blob in
+ * progress is dropped; what is stored stays served. 507 Insufficient Storage
+ * (RFC 4918) says exactly this and is still a 5xx, so registry clients treat it
+ * as any server failure (retry, or the next host), while logs and dashboards
+ * can tell a full disk from an unreachable supernode (503).
+ */
+export class DiskFullError extends DamselflyError {
+  static override readonly defaultMessage = 'insufficient storage'
+  override readonly code = 'UNAVAILABLE'
+  override readonly status = 507
+}
+
 export class ConfigError extends DamselflyError {
   static override readonly defaultMessage = 'invalid configuration'
 }

@@ -20,8 +20,22 @@ export const SupernodeConfigSchema = Type.Object({
   insecureRegistries: Type.Array(Type.String({ minLength: 1 })),
   /** Upload bound in bytes per second over all daemons (e.g. "100M"); none when unset. */
   uploadLimit: Type.Optional(ByteSize),
+  /** Most bytes the store may take (its complete and partial blobs); least recently used blobs are evicted. None when unset. */
+  maxDisk: Type.Optional(ByteSize),
+  /** Free space to keep on the filesystem holding dataDir; least recently used blobs are evicted to keep it. */
+  minFreeDisk: Type.Optional(ByteSize),
   /** Multiaddrs to announce to peers instead of the listen addresses. */
-  announce: Type.Array(Type.String({ minLength: 1 }))
+  announce: Type.Array(Type.String({ minLength: 1 })),
+  /** Closed swarm: a libp2p PSK file (the same on every member). */
+  swarmKeyFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** File holding the bearer token of the operator API (/api/v1/* but info). */
+  apiTokenFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** Require the operator token for /metrics and /healthz as well. */
+  protectMetrics: Type.Boolean(),
+  /** Lifetime of a private blob's ticket, in seconds. */
+  ticketTtl: Type.Integer({ minimum: 10, maximum: 86_400 }),
+  /** How long an origin access decision is remembered, in seconds (refusals: at most 10). */
+  accessCacheTtl: Type.Integer({ minimum: 1, maximum: 3600 })
 }, { additionalProperties: false })
 
 export type SupernodeConfig = Static<typeof SupernodeConfigSchema>
@@ -35,5 +49,8 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = {
   logLevel: 'info',
   registryEndpoints: {},
   insecureRegistries: [],
-  announce: []
+  announce: [],
+  protectMetrics: false,
+  ticketTtl: 900,
+  accessCacheTtl: 60
 }

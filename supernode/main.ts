@@ -5,7 +5,7 @@ import { loadConfig } from '../shared/config.js'
 import { ConfigError } from '../shared/errors.js'
 import { createLogger } from '../shared/logging.js'
 import { SUPERNODE_DEFAULTS, SupernodeConfigSchema, LOG_LEVELS, type SupernodeConfig } from './config.js'
-import { createSupernode } from './supernode.js'
+import { createSupernode, type Supernode } from './supernode.js'
 
 interface Flags {
   port?: string
@@ -18,6 +18,13 @@ interface Flags {
   insecureRegistry?: string[]
   announce?: string[]
   uploadLimit?: string
+  maxDisk?: string
+  minFreeDisk?: string
+  swarmKey?: string
+  apiTokenFile?: string
+  protectMetrics?: boolean
+  ticketTtl?: string
+  accessCacheTtl?: string
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
@@ -35,7 +42,14 @@ function parseArgs (argv: string[]): Flags {
     .option('--registry-endpoint <name=url>', 'API base URL of a registry, e.g. docker.io=https://mirror.example (repeatable)', collect)
     .option('--insecure-registry <name>', 'registry reached over plain HTTP (repeatable)', collect)
     .option('--upload-limit <bytes>', 'upload bound per second over all daemons, e.g. 100M (default: none)')
+    .option('--max-disk <bytes>', 'most disk the store may take, e.g. 200G; least recently used blobs are evicted (default: none)')
+    .option('--min-free-disk <bytes>', 'free space to keep on the data dir\'s filesystem, e.g. 10G (default: none)')
     .option('--announce <multiaddr>', 'multiaddr to announce instead of the listen address (repeatable)', collect)
+    .option('--swarm-key <file>', 'closed swarm: libp2p pre-shared key file, the same on every member')
+    .option('--api-token-file <file>', 'file holding the bearer token the operator API (/api/v1/* but info) requires')
+    .option('--protect-metrics', 'require the operator token for /metrics and /healthz too')
+    .option('--ticket-ttl <seconds>', `lifetime of a private blob's ticket (default ${SUPERNODE_DEFAULTS.ticketTtl})`)
+    .option('--access-cache-ttl <seconds>', `how long an origin access decision is cached (default ${SUPERNODE_DEFAULTS.accessCacheTtl})`)
     .showHelpAfterError()
   program.parse(argv)
   return program.opts<Flags>()
@@ -64,7 +78,14 @@ function readConfig (flags: Flags): SupernodeConfig {
       registryEndpoints: endpointMap(flags.registryEndpoint),
       insecureRegistries: flags.insecureRegistry,
       announce: flags.announce,
-      uploadLimit: flags.uploadLimit
+      uploadLimit: flags.uploadLimit,
+      maxDisk: flags.maxDisk,
+      minFreeDisk: flags.minFreeDisk,
+      swarmKeyFile: flags.swarmKey,
+      apiTokenFile: flags.apiTokenFile,
+      protectMetrics: flags.protectMetrics,
+      ticketTtl: flags.ticketTtl,
+      accessCacheTtl: flags.accessCacheTtl
     }
   })
   if (config.dataDir === '') throw new ConfigError('a data directory is required (--data-dir or dataDir)')
@@ -83,7 +104,14 @@ async function main (): Promise<void> {
     throw err
   }
   const logger = createLogger({ name: 'supernode', level: config.logLevel })
-  const supernode = await createSupernode(config, { logger })
+  let supernode: Supernode
+  try {
+    supernode = await createSupernode(config, { logger })
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`supernode: ${err.message}\n`)
+    process.exit(2)
+  }
 
   let stopping = false
   const shutdown = (signal: NodeJS.Signals): void => {

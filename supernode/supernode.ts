@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { createMetricsRegistry } from '../shared/metrics.js'
 import { BlobStore } from '../shared/store/blob-store.js'
+import { storeMetricsHooks } from '../shared/store/store-metrics.js'
 import { createNode, loadOrCreateKey, type DamselflyNode } from '../shared/p2p/node.js'
 import { PieceServer } from '../shared/p2p/piece-protocol.js'
 import { SuperSeedPolicy } from './p2p/super-seed.js'
@@ -18,11 +19,18 @@ import { TaskHandler } from './p2p/task-handler.js'
 import { TrackerState } from './tracker/tracker-state.js'
 import { TrackerHandler } from './tracker/tracker-handler.js'
 import { buildApp } from './http/app.js'
+import { AccessChecker, type AccessClient } from '../shared/security/access-check.js'
+import { BlobAccess } from './auth/blob-access.js'
+import { BlobVisibility } from '../shared/security/blob-visibility.js'
+import { loadSwarmKey } from '../shared/security/swarm-key.js'
+import { readTokenFile, warnIfExposed } from '../shared/security/secret-file.js'
 
 export interface SupernodeDeps {
   logger: Logger
   /** The origin registry client; a RegistryClient by default. */
   client?: OriginClient & { close?: () => Promise<void> }
+  /** Who answers the access checks when `client` is not a RegistryClient (tests). */
+  accessClient?: AccessClient
 }
 
 export interface Supernode {
@@ -43,14 +51,32 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   const log = logger.child({ component: 'supernode' })
   const metrics = createMetricsRegistry('damselfly_supernode')
   const counters = createSupernodeMetrics(metrics)
-  const store = new BlobStore({ dir: join(config.dataDir, 'store'), logger })
+  const store = new BlobStore({
+    dir: join(config.dataDir, 'store'),
+    logger,
+    quota: { maxBytes: parseBytes(config.maxDisk), minFreeBytes: parseBytes(config.minFreeDisk) },
+    hooks: storeMetricsHooks(metrics, 'damselfly_supernode')
+  })
+  const keyPath = join(config.dataDir, 'peer.key')
+  const privateKey = await loadOrCreateKey(keyPath)
+  warnIfExposed(keyPath, 'node key', logger)
+  const apiToken = config.apiTokenFile != null ? readTokenFile(config.apiTokenFile, logger) : undefined
   const node = await createNode({
-    privateKey: await loadOrCreateKey(join(config.dataDir, 'peer.key')),
+    privateKey,
     host: config.host,
     port: config.p2pPort,
-    announce: config.announce
+    announce: config.announce,
+    psk: config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile, logger) : undefined
   })
   const client = deps.client ?? new RegistryClient({ logger })
+  const resolve = (name: string): ReturnType<typeof resolveEndpoint> => resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
+  const visibility = new BlobVisibility(join(config.dataDir, 'public'))
+  const blobAccess = new BlobAccess({
+    visibility,
+    access: new AccessChecker({ client: accessClientOf((deps.accessClient ?? client) as Partial<AccessClient>), resolveEndpoint: resolve, logger }, { ttlMs: config.accessCacheTtl * 1000 }),
+    privateKey,
+    logger
+  }, { ticketTtlMs: config.ticketTtl * 1000 })
   const originFetcher = new OriginFetcher({
     store,
     client,
@@ -58,7 +84,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     logger,
     metrics: counters
   })
-  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger })
+  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess })
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
   const superSeed = new SuperSeedPolicy()
@@ -66,6 +92,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
     onUpload: bytes => { counters.uploadBytes.inc(bytes) },
     uploadLimiter: uploadLimit != null ? new RateLimiter(uploadLimit) : undefined,
+    authorize: async (digest, peer, ticket) => { await blobAccess.authorizePiece(digest, peer, ticket) },
     admit: (digest, index, peer) => {
       const ok = superSeed.admit(digest, index, peer)
       if (!ok) counters.superSeedRefusals.inc()
@@ -79,7 +106,15 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     logger,
     metrics,
     info: () => ({ peerId: node.peerId.toString(), multiaddrs: multiaddrs() }),
-    ready: () => ready
+    ready: () => ready,
+    tasks: async () => {
+      const fetching = originFetcher.running()
+      const stored = (await store.listComplete()).map(d => d.value).filter(d => !fetching.includes(d))
+      return { tasks: [...fetching.map(digest => ({ digest, state: 'fetching' as const })), ...stored.map(digest => ({ digest, state: 'stored' as const }))] }
+    },
+    peers: () => ({ peers: trackerState.peerList() }),
+    apiToken,
+    protectMetrics: config.protectMetrics
   })
 
   return {
@@ -91,6 +126,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
 
     async start () {
       await store.init()
+      await visibility.init()
       await node.start()
       await taskHandler.start()
       await trackerHandler.start()
@@ -99,6 +135,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       const addr = app.server.address() as AddressInfo
       httpAddress = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
       ready = true
+      if (apiToken == null && !isLoopback(config.host)) log.warn({ host: config.host }, 'operator API has no token (--api-token-file): anyone who reaches it may use it')
+      if (config.swarmKeyFile == null && !isLoopback(config.host)) log.warn({ host: config.host }, 'open swarm: any process that reaches the p2p port may join (--swarm-key)')
       log.info({ peerId: node.peerId.toString(), multiaddrs: multiaddrs(), http: httpAddress }, 'supernode started')
     },
 
@@ -115,4 +153,14 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       log.info('supernode stopped')
     }
   }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
+}
+
+/** The access checks need `headBlob`; a supernode that cannot check access must not start. */
+function accessClientOf (client: Partial<AccessClient>): AccessClient {
+  if (typeof client.headBlob !== 'function') throw new Error('the origin client cannot HEAD blobs: pass deps.accessClient')
+  return client as AccessClient
 }

@@ -3,13 +3,16 @@
  * runtimes are pointed at. `buildMirrorApp` wires routes, hooks and the one error handler and
  * returns the instance; the entry point decides where it listens.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import { fastify, LogController, type FastifyInstance, type FastifyRequest, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../../shared/logging.js'
 import { parseDigest } from '../../shared/oci/digest.js'
 import type { BlobProvider } from '../blob-provider.js'
+import type { ClientAllowlist } from '../../shared/security/client-allowlist.js'
+import { DeniedError, UnauthorizedError } from '../../shared/errors.js'
 import { serveBlob } from './blob-route.js'
 import { MethodNotAllowedError, RouteNotFoundError } from './errors.js'
 import { API_VERSION, API_VERSION_HEADER, clientErrorHandler, isV2Url, sendError } from './http-errors.js'
@@ -35,6 +38,17 @@ export interface MirrorAppOptions {
   upstreams: UpstreamSource
   /** /healthz answers 200 once this returns true (default: always ready). */
   ready?: () => boolean
+  /** Client networks allowed besides loopback; others get 403 DENIED. Absent: anyone who reaches the port. */
+  allowClients?: ClientAllowlist
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { cert: Buffer, key: Buffer }
+  /**
+   * Ask the upstream's `/v2/` with the client's Authorization: its 401 and
+   * challenge are passed on, so clients that authenticate only when the ping
+   * asks them to (skopeo, podman, docker) send their credentials. Absent, or
+   * the upstream unreachable: 200.
+   */
+  ping?: (endpoint: ResolvedUpstream['endpoint'], authorization: string | undefined, signal: AbortSignal) => Promise<{ status: number, challenge?: string }>
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD'])
@@ -61,8 +75,21 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
     bodyLimit: BODY_LIMIT,
     return503OnClosing: true,
     clientErrorHandler,
-    frameworkErrors: (err, request, reply) => { sendError(err, request, reply, log) }
+    frameworkErrors: (err, request, reply) => { sendError(err, request, reply, log) },
+    ...(options.tls != null ? { serverFactory: httpsFactory(options.tls) } : {})
   })
+
+  const allow = options.allowClients
+  if (allow != null) {
+    // first hook: a client outside the allowlist learns nothing, not even which routes exist
+    app.addHook('onRequest', async (request) => {
+      if (!allow.allows(request.socket.remoteAddress)) {
+        routeLabels.set(request, 'denied')
+        log.info({ client: request.socket.remoteAddress }, 'client not in the allowlist')
+        throw new DeniedError('client address not allowed')
+      }
+    })
+  }
 
   app.addHook('onRequest', async (request, reply) => {
     checkUrlLength(request.raw.url ?? '')
@@ -84,12 +111,25 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
     throw new RouteNotFoundError()
   })
 
+  const ping = options.ping
   for (const url of ['/v2', '/v2/']) {
-    app.route({
+    app.route<{ Querystring: { ns?: string } }>({
       method: ['GET', 'HEAD'],
       url,
-      schema: { response: { 200: EmptyObject } },
-      handler: async () => ({})
+      schema: { querystring: V2Query, response: { 200: EmptyObject } },
+      handler: async (request) => {
+        if (ping == null) return {}
+        let answer: { status: number, challenge?: string }
+        try {
+          const { endpoint } = options.upstreams.resolve({ name: 'ping', ...(request.query.ns !== undefined ? { ns: request.query.ns } : {}) })
+          answer = await ping(endpoint, request.headers.authorization, AbortSignal.timeout(10_000))
+        } catch (err) {
+          log.debug({ err: { name: (err as Error).name, message: (err as Error).message } }, 'upstream ping failed; answering it ourselves')
+          return {}
+        }
+        if (answer.status !== 401) return {}
+        throw new UnauthorizedError('authentication required', answer.challenge)
+      }
     })
   }
 
@@ -132,6 +172,11 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
   })
 
   return app
+}
+
+/** fastify's server factory for HTTPS (fastify types its instance as an http.Server; https.Server serves the same requests). */
+function httpsFactory (tls: { cert: Buffer, key: Buffer }): (handler: RequestListener) => Server {
+  return (handler) => createHttpsServer({ cert: tls.cert, key: tls.key }, handler) as unknown as Server
 }
 
 /** An AbortSignal that fires when the client goes away before its response was finished. */

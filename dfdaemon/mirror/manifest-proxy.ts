@@ -1,15 +1,19 @@
 /**
  * Manifests and tags go to the upstream registry on every request, with the client's own
  * Authorization and every Accept value it sent (each as its own header line: collapsing
- * them makes the distribution registry down-convert to schema1). Nothing is cached yet;
- * a cache by digest slots in here.
+ * them makes the distribution registry down-convert to schema1). The upstream decides,
+ * auth included, whenever it answers: a cached manifest is served only when it cannot
+ * (connection refused, timeout, 5xx) — by digest, or for a tag its last known digest
+ * with a warning. Only 200 answers are cached, never a 401 or a 404.
  */
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { TimeoutError, UpstreamError } from '../../shared/errors.js'
+import { digestOf, isDigest } from '../../shared/oci/digest.js'
 import type { RegistryEndpoint } from '../../shared/oci/endpoints.js'
-import { headerValue, wrapTransportError } from '../../shared/oci/registry-errors.js'
+import { headerValue, readCapped, wrapTransportError } from '../../shared/oci/registry-errors.js'
 import type { Credentials, RegistryResponse, RequestOptions } from '../../shared/oci/registry-types.js'
 import type { Logger } from '../../shared/logging.js'
+import type { ManifestCache } from './manifest-cache.js'
 
 /** The slice of the RegistryClient the proxy uses. */
 export interface UpstreamRequester {
@@ -47,6 +51,8 @@ export interface ManifestSource {
 export interface ManifestProxyComponents {
   client: UpstreamRequester
   logger?: Logger
+  /** Manifests kept for when the upstream is unreachable; none when absent. */
+  cache?: ManifestCache
 }
 
 export interface ManifestProxyInit {
@@ -66,6 +72,7 @@ const PASSED_HEADERS = ['content-type', 'docker-content-digest', 'content-length
 
 export class ManifestProxy implements ManifestSource {
   private readonly client: UpstreamRequester
+  private readonly cache: ManifestCache | undefined
   private readonly log: Logger | undefined
   private readonly headersTimeoutMs: number
   private readonly bodyTimeoutMs: number
@@ -73,6 +80,7 @@ export class ManifestProxy implements ManifestSource {
 
   constructor (components: ManifestProxyComponents, init: ManifestProxyInit = {}) {
     this.client = components.client
+    this.cache = components.cache
     this.log = components.logger?.child({ component: 'manifest-proxy' })
     this.headersTimeoutMs = init.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS
     this.bodyTimeoutMs = init.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS
@@ -80,6 +88,26 @@ export class ManifestProxy implements ManifestSource {
   }
 
   async fetch (req: ManifestFetchRequest): Promise<ManifestFetchResult> {
+    let result: ManifestFetchResult
+    try {
+      result = await this.fromUpstream(req)
+    } catch (err) {
+      if (req.signal?.aborted === true || !(err instanceof UpstreamError || err instanceof TimeoutError)) throw err
+      const cached = await this.fromCache(req, (err as Error).message)
+      if (cached === undefined) throw err
+      return cached
+    }
+    if (result.status >= 500) {
+      const cached = await this.fromCache(req, `upstream answered ${result.status}`)
+      if (cached !== undefined) {
+        result.body?.destroy()
+        return cached
+      }
+    }
+    return result
+  }
+
+  private async fromUpstream (req: ManifestFetchRequest): Promise<ManifestFetchResult> {
     const what = `manifest ${req.endpoint.name}/${req.repository}:${req.reference}`
     const controller = new AbortController()
     const onClientAbort = (): void => { controller.abort(req.signal?.reason) }
@@ -119,13 +147,85 @@ export class ManifestProxy implements ManifestSource {
     if (req.method === 'HEAD') {
       release()
       await res.body.dump().catch(() => undefined)
+      const announced = headers['docker-content-digest']
+      if (res.status === 200 && announced !== undefined && !isDigest(req.reference)) this.cache?.setTag(req.endpoint.name, req.repository, req.reference, announced)
       return { status: res.status, headers, body: undefined }
     }
     clearTimeout(timer)
+    if (this.cache !== undefined && res.status === 200) {
+      // small and bounded: read it whole, keep it, hand the client the same bytes
+      timer = deadline(controller, this.bodyTimeoutMs, `${what}: body not received in time`)
+      let body: Buffer
+      try {
+        body = await readCapped(res.body, this.maxManifestBytes, what)
+      } catch (err) {
+        throw wrapTransportError(controller.signal.reason instanceof TimeoutError ? controller.signal.reason : err, what, req.signal)
+      } finally {
+        release()
+      }
+      await this.keep(req, headers, body)
+      return { status: res.status, headers, body: Readable.from([body]) }
+    }
     timer = deadline(controller, this.bodyTimeoutMs, `${what}: body not received in time`)
     res.body.once('close', release)
     return { status: res.status, headers, body: res.body }
   }
+
+  /** Cache a 200 answer when its bytes are what it claims to be (by digest, or the announced digest for a tag). */
+  private async keep (req: ManifestFetchRequest, headers: Record<string, string>, body: Buffer): Promise<void> {
+    const cache = this.cache
+    if (cache === undefined) return
+    const digest = digestOf(body).value
+    const expected = isDigest(req.reference) ? req.reference : headers['docker-content-digest']
+    if (expected !== undefined && expected !== digest) {
+      this.log?.warn({ registry: req.endpoint.name, repository: req.repository, reference: req.reference, expected, digest }, 'manifest does not match its digest; not cached')
+      return
+    }
+    try {
+      await cache.put(digest, repoKey(req), headers['content-type'] ?? '', body)
+      if (!isDigest(req.reference)) cache.setTag(req.endpoint.name, req.repository, req.reference, digest)
+    } catch (err) {
+      this.log?.warn({ err: (err as Error).message }, 'cannot cache a manifest')
+    }
+  }
+
+  /** The cached answer while the upstream is unreachable, if there is one the client accepts. */
+  private async fromCache (req: ManifestFetchRequest, cause: string): Promise<ManifestFetchResult | undefined> {
+    const cache = this.cache
+    if (cache === undefined) return undefined
+    const byTag = !isDigest(req.reference)
+    const digest = byTag ? cache.tag(req.endpoint.name, req.repository, req.reference) : req.reference
+    if (digest === undefined) return undefined
+    const cached = await cache.get(digest, repoKey(req))
+    if (cached === undefined || !accepts(req.accept, cached.mediaType)) return undefined
+    const where = { registry: req.endpoint.name, repository: req.repository, reference: req.reference, digest, cause }
+    if (byTag) this.log?.warn(where, 'upstream unreachable: serving the last known digest of the tag from cache')
+    else this.log?.info(where, 'upstream unreachable: serving the manifest from cache')
+    const headers: Record<string, string> = {
+      'docker-content-digest': digest,
+      'content-length': String(cached.body.byteLength),
+      etag: `"${digest}"`
+    }
+    if (cached.mediaType !== '') headers['content-type'] = cached.mediaType
+    return { status: 200, headers, body: req.method === 'HEAD' ? undefined : Readable.from([cached.body]) }
+  }
+}
+
+function repoKey (req: ManifestFetchRequest): string {
+  return `${req.endpoint.name}/${req.repository}`
+}
+
+/** Whether any Accept value (each possibly a comma-separated list) admits `mediaType`; no Accept admits all. */
+function accepts (accept: string[], mediaType: string): boolean {
+  if (accept.length === 0 || mediaType === '') return true
+  const [type] = mediaType.split('/')
+  for (const value of accept) {
+    for (const part of value.split(',')) {
+      const range = part.split(';')[0].trim().toLowerCase()
+      if (range === '*/*' || range === mediaType.toLowerCase() || range === `${type}/*`) return true
+    }
+  }
+  return false
 }
 
 function deadline (controller: AbortController, ms: number, message: string): NodeJS.Timeout {

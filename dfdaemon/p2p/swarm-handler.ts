@@ -1,4 +1,4 @@
-import type { Connection, Libp2p, Startable, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId, Startable, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { FramedStream } from '../../shared/p2p/codec.js'
 import { SWARM_PROTOCOL } from '../../shared/p2p/protocols.js'
@@ -17,6 +17,8 @@ export interface SwarmHandlerComponents {
   /** The download of a blob on this host, if one is running. */
   download: (digest: string) => BlobDownload | undefined
   logger: Logger
+  /** Whether `peer` may have this blob (private blobs: a valid ticket); throws the refusal. */
+  authorize?: (digest: string, peer: PeerId, ticket: string | undefined) => Promise<void>
 }
 
 export interface SwarmHandlerInit {
@@ -58,6 +60,7 @@ export class SwarmHandler implements Startable {
     try {
       const hello = await framed.readMessage(SwarmHello)
       const digest = parseDigest(hello.digest)
+      await this.c.authorize?.(digest.value, peer, hello.ticket)
       const partial = this.c.download(digest.value)?.current
       if (partial != null) {
         const theirs = hello.have === '' ? new Bitfield(partial.manifest.pieces.length) : Bitfield.fromBase64(partial.manifest.pieces.length, hello.have)

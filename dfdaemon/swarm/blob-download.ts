@@ -9,6 +9,7 @@ import type { PiecePolicy } from './piece-policy.js'
 import type { PieceSource } from './piece-source.js'
 import type { TaskStream } from './supernode-client.js'
 import { PieceScheduler } from './piece-scheduler.js'
+import { ProgressWatchdog } from './progress-watchdog.js'
 import type { Neighbour } from './neighbour.js'
 import type { PeerContact, SwarmNetwork } from './swarm-network.js'
 
@@ -23,6 +24,18 @@ export interface BlobDownloadComponents {
   supernodeSource: (manifest: PieceManifest, has: (index: number) => boolean) => PieceSource
   /** Makes a neighbour a piece source for this blob. */
   peerSource: (manifest: PieceManifest, neighbour: Neighbour) => PieceSource
+  /** The supernode's answer: a ticket (private blob) or none (public); called before any neighbour can greet us. */
+  onGrant?: (digest: string, ticket: string | undefined) => void
+  /** Back-to-source: the origin registry itself; without it, no back-to-source. */
+  origin?: OriginFallback
+}
+
+/** The origin as a last resort (OriginAccess is the real one). */
+export interface OriginFallback {
+  /** The blob's manifest from the origin (size only) when nobody else knows it. */
+  manifest: (req: BlobRequest, signal?: AbortSignal) => Promise<PieceManifest>
+  /** The origin as a piece source for this blob. */
+  source: (req: BlobRequest, manifest: PieceManifest) => PieceSource
 }
 
 export interface BlobDownloadInit {
@@ -35,7 +48,15 @@ export interface BlobDownloadInit {
   /** Fewer peers than this from the tracker → also ask the DHT. */
   minTrackerPeers?: number
   maxPieceAttempts?: number
+  /**
+   * No piece arrived for this long while pieces are missing: go back to the
+   * origin for what no other source holds; no progress for as long again with
+   * nothing in flight either: fail, so no client waits forever.
+   */
+  noProgressTimeoutMs?: number
 }
+
+export const DEFAULT_NO_PROGRESS_TIMEOUT_MS = 15_000
 
 interface Waiter {
   resolve: () => void
@@ -71,10 +92,13 @@ export class BlobDownload {
   private scheduler?: PieceScheduler
   private supernode?: PieceSource
   private task?: TaskStream
+  private grant?: string
   private failure?: Error
   private finished = false
   private committing = false
   private announceTimer?: NodeJS.Timeout
+  private readonly watchdog: ProgressWatchdog
+  private originAdded = false
   private lastLookup = 0
   private announces = 0
   private resolveReady!: (m: PieceManifest) => void
@@ -87,6 +111,7 @@ export class BlobDownload {
     this.init = init
     this.req = init.req
     this.log = components.logger.child({ component: 'download', digest: init.req.digest.value })
+    this.watchdog = new ProgressWatchdog(init.noProgressTimeoutMs ?? DEFAULT_NO_PROGRESS_TIMEOUT_MS, (ms) => { this.stalled(ms) })
     this.ready = new Promise((resolve, reject) => { this.resolveReady = resolve; this.rejectReady = reject })
     this.done = new Promise((resolve, reject) => { this.resolveDone = resolve; this.rejectDone = reject })
     // callers may await only one of them; never leave a rejection unhandled
@@ -96,6 +121,11 @@ export class BlobDownload {
 
   get error (): Error | undefined {
     return this.failure
+  }
+
+  /** The supernode's ticket for this blob when it is private (shown to neighbours). */
+  get ticket (): string | undefined {
+    return this.grant
   }
 
   /** The partial blob while downloading (for the swarm handler's welcome). */
@@ -184,6 +214,7 @@ export class BlobDownload {
     let answers: AsyncIterator<import('../../shared/p2p/task-messages.js').TaskAnswer> | undefined
     let manifest: PieceManifest
     let early: Neighbour[] = []
+    let backToSource = false
     try {
       this.task = await this.c.openTask(this.req)
       answers = this.task[Symbol.asyncIterator]()
@@ -191,8 +222,11 @@ export class BlobDownload {
     } catch (err) {
       // only an unreachable supernode sends us to the neighbours; a refusal stands
       if (!(err instanceof UnavailableError)) throw err
+      this.task?.close()
+      this.task = undefined
+      answers = undefined
       this.log.warn({ err: err.message }, 'supernode unavailable, looking for peers on the DHT')
-      ;({ manifest, early } = await this.manifestFromPeers(err))
+      ;({ manifest, early, backToSource } = await this.manifestFromPeers(err))
     }
 
     const partial = await this.c.store.openPartial(manifest)
@@ -204,6 +238,7 @@ export class BlobDownload {
       logger: this.log,
       onPiece: (index) => { this.pieceArrived(index) },
       onFatal: (err) => { this.fail(err) },
+      escalate: () => this.addOrigin('pieces keep failing'),
       urgent: () => this.lowestWaited()
     }, { maxPieceAttempts: this.init.maxPieceAttempts })
     if (this.task != null) {
@@ -211,6 +246,8 @@ export class BlobDownload {
       this.scheduler.addSource(this.supernode)
     }
     for (const n of early) this.addNeighbour(n)
+    if (backToSource) this.addOrigin('no supernode and no peer holds the blob')
+    this.watchdog.start()
     this.resolveReady(partial.manifest)
     this.log.debug({ size: manifest.size, pieceSize: manifest.pieceSize, pieces: manifest.pieces.length, held: partial.bitfield.count }, 'download started')
     if (partial.bitfield.count > 0) this.c.network.provide(this.req.digest)
@@ -234,9 +271,10 @@ export class BlobDownload {
         }
       }
     } catch (err) {
-      // a refusal fails the download; a lost supernode leaves the neighbours to finish it
-      if (!(err instanceof UnavailableError) || this.neighbours.size === 0 || partial.manifest.pieces.includes(null)) throw err
-      this.log.warn({ err: err.message }, 'supernode lost; continuing with neighbours')
+      // a refusal fails the download; a lost supernode leaves the neighbours, then the origin, to finish it
+      if (!(err instanceof UnavailableError)) throw err
+      if (this.c.origin == null && (this.neighbours.size === 0 || partial.manifest.pieces.includes(null))) throw err
+      this.log.warn({ err: err.message, neighbours: this.neighbours.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
     }
   }
@@ -247,13 +285,18 @@ export class BlobDownload {
     const answer = first.value
     if (answer.type === 'error') throw errorFromCode(answer.code, answer.message, answer.challenge)
     if (answer.type !== 'manifest') throw new UnavailableError('supernode answered out of order')
+    this.grant = answer.ticket
+    this.c.onGrant?.(this.req.digest.value, answer.ticket)
     const manifest = manifestFromWire(answer.manifest)
     if (manifest.digest.value !== this.req.digest.value) throw new UnavailableError('supernode answered for another blob')
     return manifest
   }
 
-  /** No supernode: find holders on the DHT and take the manifest from the first that greets us. */
-  private async manifestFromPeers (cause: Error): Promise<{ manifest: PieceManifest, early: Neighbour[] }> {
+  /**
+   * No supernode: find holders on the DHT and take the manifest from the first
+   * that greets us; when none does, ask the origin for the blob's size.
+   */
+  private async manifestFromPeers (cause: Error): Promise<{ manifest: PieceManifest, early: Neighbour[], backToSource: boolean }> {
     this.lastLookup = Date.now()
     const providers = await this.c.network.findProviders(this.req.digest, this.init.maxNeighbours ?? 10)
     const early: Neighbour[] = []
@@ -273,11 +316,39 @@ export class BlobDownload {
         this.log.debug({ peer: p.peerId.toString(), err: (err as Error).message }, 'provider did not greet')
       }
     }
-    if (manifest == null) throw cause
-    return { manifest, early }
+    if (manifest != null) return { manifest, early, backToSource: false }
+    if (this.c.origin == null) throw cause
+    this.log.warn({ cause: cause.message }, 'no supernode and no peer holds the blob; going back to source')
+    return { manifest: await this.c.origin.manifest(this.req), early, backToSource: true }
+  }
+
+  /** Add the origin as a source (once); returns whether it was added now. */
+  private addOrigin (reason: string): boolean {
+    const partial = this.partial
+    if (this.c.origin == null || this.originAdded || this.scheduler == null || partial == null || this.finished || this.failure != null) return false
+    this.originAdded = true
+    this.log.warn({ reason, missing: partial.manifest.pieces.length - partial.bitfield.count }, 'going back to source for pieces no other source has')
+    this.scheduler.addSource(this.c.origin.source(this.req, partial.manifest))
+    return true
+  }
+
+  /**
+   * No piece for the no-progress deadline: the origin is added; no piece for
+   * as long again with nothing in flight: the download fails rather than leave
+   * clients waiting (requests in flight have deadlines of their own).
+   */
+  private stalled (stalledMs: number): void {
+    if (this.finished || this.failure != null) return
+    const seconds = Math.round(stalledMs / 1000)
+    if (this.addOrigin(`no piece arrived for ${seconds} s`)) {
+      this.watchdog.progress()
+    } else if ((this.scheduler?.inFlightCount ?? 0) === 0) {
+      this.fail(new UnavailableError(`no source delivered a piece for ${seconds} s`))
+    }
   }
 
   private pieceArrived (index: number): void {
+    this.watchdog.progress()
     const first = this.partial?.bitfield.count === 1
     for (const n of this.neighbours.values()) n.sendHave(index)
     if (first) this.c.network.provide(this.req.digest)
@@ -330,7 +401,7 @@ export class BlobDownload {
     if (partial == null) return
     this.contacting.add(id)
     try {
-      const { neighbour } = await this.c.network.greet(p, this.req.digest, partial.bitfield)
+      const { neighbour } = await this.c.network.greet(p, this.req.digest, partial.bitfield, undefined, this.grant)
       this.addNeighbour(neighbour)
     } catch (err) {
       this.refused.set(id, Date.now() + 30_000)
@@ -370,6 +441,7 @@ export class BlobDownload {
 
   private stopActivity (): void {
     if (this.announceTimer != null) clearTimeout(this.announceTimer)
+    this.watchdog.stop()
     this.scheduler?.stop()
     this.task?.close()
   }

@@ -15,6 +15,8 @@ export interface PeerSourceInit {
   msPerMiB?: number
   /** Shared bound on download bytes per second. */
   downloadLimiter?: RateLimiter
+  /** The supernode's ticket for this blob, when it is private. */
+  ticket?: () => string | undefined
 }
 
 /** Deadline for one piece of `length` bytes (Kraken's rule: max(4 s, 4 s per MB), a little looser). */
@@ -41,7 +43,8 @@ export function peerPieceSource (libp2p: DamselflyNode, peer: PeerId, manifest: 
         sha256,
         length,
         signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
-        messageTimeoutMs: timeout
+        messageTimeoutMs: timeout,
+        ticket: init.ticket?.()
       })
     }
   }

@@ -20,6 +20,12 @@ export interface PieceSchedulerComponents {
   onPiece: (index: number, source: PieceSource) => void
   /** The download cannot go on. */
   onFatal: (err: Error) => void
+  /**
+   * A piece failed `maxPieceAttempts` times: add a source that was held back
+   * (the origin) and return true to give every piece a fresh budget, or
+   * return false and the download fails.
+   */
+  escalate?: () => boolean
   /** The lowest piece a client waits for, if any. */
   urgent: () => number | undefined
 }
@@ -33,6 +39,7 @@ export interface PieceSchedulerInit {
  * Decides which piece to ask which source for: fills every source's request
  * slots with the policy's choice, asks the supernode only for pieces no
  * neighbour holds (super-seeding) unless nothing is coming from neighbours,
+ * asks the origin (once added) only for pieces no other usable source holds,
  * duplicates the last pieces across sources in endgame and cancels the
  * losers, and sets failing sources aside for a while.
  */
@@ -81,10 +88,15 @@ export class PieceScheduler {
     return this.sources.size
   }
 
-  /** How many sources (supernode included) hold piece `index`. */
+  /** Piece requests in flight now (over all sources). */
+  get inFlightCount (): number {
+    return this.inFlight.size
+  }
+
+  /** How many swarm sources (supernode included, origin not) hold piece `index`. */
   availability (index: number): number {
     let n = 0
-    for (const s of this.sources.values()) if (s.has(index)) n++
+    for (const s of this.sources.values()) if (s.kind !== 'origin' && s.has(index)) n++
     return n
   }
 
@@ -122,20 +134,24 @@ export class PieceScheduler {
     const pieces = partial.manifest.pieces
     // super-seeding: while neighbours exist, the supernode serves only what none of them can
     const superSeed = source.kind === 'supernode' && this.hasPeerSources()
+    // the origin verifies by the whole-blob digest, so it may serve pieces whose hash nobody told us
+    const origin = source.kind === 'origin'
     const now = Date.now()
     const candidates: number[] = []
     let missingNotInFlight = 0
     for (let i = 0; i < pieces.length; i++) {
-      if (partial.bitfield.has(i) || pieces[i] == null || this.writing.has(i)) continue
+      if (partial.bitfield.has(i) || this.writing.has(i) || (pieces[i] == null && !origin)) continue
       if (this.inFlight.has(i)) continue
       missingNotInFlight++
       if (!source.has(i)) continue
       if (source.kind === 'supernode' && (this.deferred.get(i) ?? 0) > now) continue
       if (superSeed && this.peerAvailability(i) > 0) continue
+      if (origin && this.usableAvailability(i, now) > 0) continue
       candidates.push(i)
     }
     const picked = this.c.policy.pick(candidates, { availability: (i) => this.availability(i), urgent: this.c.urgent() })
-    if (picked !== undefined || missingNotInFlight > 0) return picked
+    // the origin never races the swarm in endgame
+    if (picked !== undefined || missingNotInFlight > 0 || origin) return picked
     // endgame: everything missing is requested; race the remaining pieces on idle sources
     let best: number | undefined
     let fewest = Infinity
@@ -151,6 +167,21 @@ export class PieceScheduler {
     const now = Date.now()
     let n = 0
     for (const s of this.sources.values()) if (s.kind === 'peer' && s.has(index) && (this.asideUntil.get(s.id) ?? 0) <= now) n++
+    return n
+  }
+
+  /**
+   * Swarm sources that could serve piece `index` now: they hold it, we know its
+   * hash, and they are not set aside after failures (a busy answer does not count).
+   */
+  private usableAvailability (index: number, now: number): number {
+    if (this.c.partial.manifest.pieces[index] == null) return 0
+    let n = 0
+    for (const s of this.sources.values()) {
+      if (s.kind === 'origin' || !s.has(index)) continue
+      if (this.failures.has(s.id) && (this.asideUntil.get(s.id) ?? 0) > now) continue
+      n++
+    }
     return n
   }
 
@@ -211,6 +242,13 @@ export class PieceScheduler {
       this.wakeAt(until)
       return
     }
+    if (source.kind === 'peer' && err.name === 'BlobUnknownError') {
+      // the peer no longer holds the blob (evicted, or dropped after finding it corrupt): stop asking it
+      this.c.metrics.pieceFailures.inc({ source: source.kind, reason: err.name })
+      this.c.logger.debug({ index, source: source.id }, 'peer no longer holds the blob')
+      this.removeSource(source.id)
+      return
+    }
     const n = (this.attempts.get(index) ?? 0) + 1
     this.attempts.set(index, n)
     const f = (this.failures.get(source.id) ?? 0) + 1
@@ -219,6 +257,10 @@ export class PieceScheduler {
     this.c.metrics.pieceFailures.inc({ source: source.kind, reason: err.name })
     this.c.logger.warn({ index, source: source.id, kind: source.kind, attempt: n, err: { name: err.name, message: err.message } }, 'piece request failed')
     if (n >= this.maxAttempts) {
+      if (this.c.escalate?.() === true) {
+        this.attempts.clear()
+        return
+      }
       this.c.onFatal(err instanceof DamselflyError ? err : new UnavailableError(`piece ${index} failed ${n} times`, { cause: err }))
     }
   }

@@ -16,6 +16,8 @@ export interface SupernodeClientInit {
   infoTimeoutMs?: number
   /** Deadline for each task answer (no progress → the task is stalled). */
   progressTimeoutMs?: number
+  /** The supernode identity this daemon trusts (SupernodePin); another one is refused. */
+  pin?: { accept: (id: PeerId) => Promise<boolean> }
 }
 
 export interface SupernodeClientComponents {
@@ -62,6 +64,9 @@ export class SupernodeClient {
     }
     if (typeof body.peerId !== 'string' || !Array.isArray(body.multiaddrs)) throw new UnavailableError('supernode info is malformed')
     const peer = peerIdFromString(body.peerId)
+    if (this.init.pin != null && !await this.init.pin.accept(peer)) {
+      throw new UnavailableError(`supernode at ${this.init.url} presented an identity other than the pinned one`)
+    }
     const addrs = body.multiaddrs.filter((a): a is string => typeof a === 'string').map(a => multiaddr(a))
     await this.libp2p.peerStore.merge(peer, { multiaddrs: addrs })
     this.log.info({ peer: peer.toString(), addrs: addrs.map(String) }, 'supernode found')
@@ -78,15 +83,21 @@ export class SupernodeClient {
   async openTask (req: TaskRequest, signal?: AbortSignal): Promise<TaskStream> {
     const peer = await this.peerId(signal)
     let stream
+    const dialDeadline = AbortSignal.timeout(10_000)
     try {
-      stream = await this.libp2p.dialProtocol(peer, TASK_PROTOCOL, { signal: signal ?? AbortSignal.timeout(10_000) })
+      stream = await this.libp2p.dialProtocol(peer, TASK_PROTOCOL, { signal: signal == null ? dialDeadline : AbortSignal.any([signal, dialDeadline]) })
     } catch (err) {
       // the supernode may have restarted with new addresses: ask again next time
       this.peer = undefined
       throw new UnavailableError('cannot open a task stream to the supernode', { cause: err })
     }
     const framed = new FramedStream(stream, { messageTimeoutMs: this.init.progressTimeoutMs ?? TASK_PROGRESS_TIMEOUT_MS })
-    await framed.writeMessage(req, signal)
+    try {
+      await framed.writeMessage(req, signal)
+    } catch (err) {
+      framed.abort(err as Error)
+      throw new UnavailableError('cannot send the task request to the supernode', { cause: err })
+    }
     let closed = false
     return {
       close: () => {

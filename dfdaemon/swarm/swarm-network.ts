@@ -129,15 +129,16 @@ export class SwarmNetwork {
   /**
    * Open a swarm stream to a peer for a blob: say hello with our bitfield
    * (empty when we know nothing yet) and get its manifest and bitfield back.
-   * A peer holding the whole blob needs no stream after that.
+   * A peer holding the whole blob needs no stream after that. A private
+   * blob's holders want our `ticket` from the supernode.
    */
-  async greet (peer: PeerContact, digest: Digest, have: Bitfield | undefined, signal?: AbortSignal): Promise<{ manifest: PieceManifest, neighbour: Neighbour }> {
+  async greet (peer: PeerContact, digest: Digest, have: Bitfield | undefined, signal?: AbortSignal, ticket?: string): Promise<{ manifest: PieceManifest, neighbour: Neighbour }> {
     if (peer.addrs.length > 0) await this.c.libp2p.peerStore.merge(peer.peerId, { multiaddrs: peer.addrs })
     const deadline = AbortSignal.timeout(this.init.greetTimeoutMs ?? 10_000)
     const stream = await this.c.libp2p.dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
     const framed = new FramedStream(stream)
     try {
-      await framed.writeMessage({ type: 'hello', digest: digest.value, have: have?.toBase64() ?? '' })
+      await framed.writeMessage({ type: 'hello', digest: digest.value, have: have?.toBase64() ?? '', ...(ticket != null ? { ticket } : {}) })
       const welcome = await framed.readMessage(SwarmWelcome)
       if (welcome.type === 'error') throw errorFromCode(welcome.code, welcome.message)
       const manifest = manifestFromWire(welcome.manifest)

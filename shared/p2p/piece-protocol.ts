@@ -3,7 +3,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { Type } from '@sinclair/typebox'
 import type { Logger } from 'pino'
 import { parseDigest, sha256Hex, type Digest } from '../oci/digest.js'
-import { DigestMismatchError, ProtocolError, errorFromCode, type DamselflyError } from '../errors.js'
+import { DamselflyError, DigestMismatchError, ProtocolError, errorFromCode } from '../errors.js'
 import { FramedStream } from './codec.js'
 import { PIECE_PROTOCOL } from './protocols.js'
 import type { RateLimiter } from '../rate-limiter.js'
@@ -13,12 +13,14 @@ export interface PieceSource {
   readPiece: (digest: Digest, index: number) => Promise<Uint8Array | undefined>
 }
 
-/** Largest piece request accepted; a real one is under 150 bytes. */
-const MAX_REQUEST_BYTES = 1024
+/** Largest piece request accepted; a real one is under 150 bytes, or about 450 with a ticket. */
+const MAX_REQUEST_BYTES = 2048
 
 export const PieceRequest = Type.Object({
   digest: Type.String({ maxLength: 80 }),
-  index: Type.Integer({ minimum: 0, maximum: 1 << 20 })
+  index: Type.Integer({ minimum: 0, maximum: 1 << 20 }),
+  /** The supernode's ticket for this peer and blob; needed for a private blob. */
+  ticket: Type.Optional(Type.String({ maxLength: 1024 }))
 }, { additionalProperties: false })
 
 export const PieceResponse = Type.Union([
@@ -47,6 +49,11 @@ export interface PieceServerInit {
   maxConcurrentUploads?: number
   /** Shared bound on upload bytes per second. */
   uploadLimiter?: RateLimiter
+  /**
+   * Whether `peer` may have this blob at all (private blobs: a valid ticket);
+   * throws a DamselflyError (UnauthorizedError, DeniedError) whose code is the answer.
+   */
+  authorize?: (digest: Digest, peer: PeerId, ticket: string | undefined) => Promise<void> | void
 }
 
 /** Serves one piece per stream: request {digest, index} → header, then the raw bytes. */
@@ -79,6 +86,16 @@ export class PieceServer implements Startable {
     try {
       const req = await framed.readMessage(PieceRequest)
       const digest = parseDigest(req.digest)
+      if (this.init.authorize != null) {
+        try {
+          await this.init.authorize(digest, connection.remotePeer, req.ticket)
+        } catch (err) {
+          if (!(err instanceof DamselflyError)) throw err
+          await framed.writeMessage({ ok: false, code: err.code, message: err.message.slice(0, 200) })
+          await framed.close()
+          return
+        }
+      }
       const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
       if (busy || (this.init.admit != null && !this.init.admit(digest, req.index, connection.remotePeer))) {
         await framed.writeMessage({ ok: false, code: 'TOOMANYREQUESTS', message: busy ? 'too many uploads' : 'ask your neighbours' })
@@ -117,6 +134,8 @@ export interface FetchPieceOptions {
   length: number
   signal?: AbortSignal
   messageTimeoutMs?: number
+  /** The supernode's ticket, shown to holders of a private blob. */
+  ticket?: string
 }
 
 /**
@@ -130,7 +149,7 @@ export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConn
   const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
   const framed = new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
   try {
-    await framed.writeMessage({ digest: opts.digest.value, index: opts.index }, opts.signal)
+    await framed.writeMessage({ digest: opts.digest.value, index: opts.index, ...(opts.ticket != null ? { ticket: opts.ticket } : {}) }, opts.signal)
     const res = await framed.readMessage(PieceResponse, { signal: opts.signal })
     if (!res.ok) throw remoteError(res.code, res.message)
     if (res.length !== opts.length) throw new ProtocolError(`peer announced ${res.length} bytes for a ${opts.length}-byte piece`)
