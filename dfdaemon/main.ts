@@ -6,6 +6,7 @@ import { ConfigError } from '../shared/errors.js'
 import { createLogger } from '../shared/logging.js'
 import { DaemonConfigSchema, DAEMON_DEFAULTS, type DaemonConfig } from './config.js'
 import { createDaemon } from './daemon.js'
+import { isRuntime, runtimeSnippet, RUNTIMES } from './print-config.js'
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
@@ -46,39 +47,72 @@ const program = new Command()
   .option('--tls-key <file>', 'the PEM private key of --tls-cert')
   .option('--config <file>', 'YAML config file (flags override it)')
   .option('--log-level <level>', `trace|debug|info|warn|error|silent (default ${DAEMON_DEFAULTS.logLevel})`)
+  .addHelpText('after', `\nSubcommand:\n  print-config ${RUNTIMES.join('|')} [options]  print the snippet that points that runtime at this mirror, for these settings (starts nothing)`)
   .showHelpAfterError()
 
+type Opts = Record<string, string | string[] | undefined>
+
+/** The command-line settings, under their config-file keys. */
+function flagsOf (o: Opts): Record<string, unknown> {
+  return {
+    supernode: o.supernode,
+    port: o.port,
+    p2pPort: o.p2pPort,
+    dataDir: o.dataDir,
+    upstream: o.upstream,
+    host: o.host,
+    p2pHost: o.p2pHost,
+    announce: o.announce,
+    bootstrap: o.bootstrap,
+    uploadLimit: o.uploadLimit,
+    downloadLimit: o.downloadLimit,
+    noProgressTimeoutMs: o.stallTimeout,
+    maxDisk: o.maxDisk,
+    minFreeDisk: o.minFreeDisk,
+    registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
+    insecureRegistries: o.insecureRegistry,
+    swarmKeyFile: o.swarmKey,
+    supernodePeerId: o.supernodePeerId,
+    allowClients: o.allowClient,
+    tlsCert: o.tlsCert,
+    tlsKey: o.tlsKey,
+    logLevel: o.logLevel
+  }
+}
+
+/** `dfdaemon print-config RUNTIME [options]`: the same flags and config file as a run, nothing started. */
+function printConfig (argv: string[]): void {
+  const [runtime, ...rest] = argv
+  program.parse(rest, { from: 'user' })
+  const o = program.opts<Opts>()
+  if (runtime === undefined || !isRuntime(runtime)) {
+    process.stderr.write(`dfdaemon: usage: dfdaemon print-config ${RUNTIMES.join('|')} [options]\n`)
+    process.exit(2)
+  }
+  try {
+    // supernode and dataDir do not shape a snippet: placeholders let them be left out
+    const defaults = { ...DAEMON_DEFAULTS, supernode: 'http://127.0.0.1', dataDir: '.' } as DaemonConfig
+    const config = loadConfig(DaemonConfigSchema, defaults, { file: o.config as string | undefined, flags: flagsOf(o) })
+    process.stdout.write(runtimeSnippet(runtime, config))
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`dfdaemon: ${err.message}\n`)
+    process.exit(2)
+  }
+}
+
 async function main (): Promise<void> {
+  if (process.argv[2] === 'print-config') {
+    printConfig(process.argv.slice(3))
+    return
+  }
   program.parse()
-  const o = program.opts<Record<string, string | string[] | undefined>>()
+  const o = program.opts<Opts>()
   let config: DaemonConfig
   try {
     config = loadConfig(DaemonConfigSchema, DAEMON_DEFAULTS as DaemonConfig, {
       file: o.config as string | undefined,
-      flags: {
-        supernode: o.supernode,
-        port: o.port,
-        p2pPort: o.p2pPort,
-        dataDir: o.dataDir,
-        upstream: o.upstream,
-        host: o.host,
-        p2pHost: o.p2pHost,
-        announce: o.announce,
-        bootstrap: o.bootstrap,
-        uploadLimit: o.uploadLimit,
-        downloadLimit: o.downloadLimit,
-        noProgressTimeoutMs: o.stallTimeout,
-        maxDisk: o.maxDisk,
-        minFreeDisk: o.minFreeDisk,
-        registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
-        insecureRegistries: o.insecureRegistry,
-        swarmKeyFile: o.swarmKey,
-        supernodePeerId: o.supernodePeerId,
-        allowClients: o.allowClient,
-        tlsCert: o.tlsCert,
-        tlsKey: o.tlsKey,
-        logLevel: o.logLevel
-      }
+      flags: flagsOf(o)
     })
     if (config.supernode == null) throw new ConfigError('missing required setting "supernode" (--supernode URL)')
     if (config.dataDir == null) throw new ConfigError('missing required setting "dataDir" (--data-dir DIR)')

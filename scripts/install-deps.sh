@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: the CNCF distribution registry (docker-registry),
-# skopeo as the client, htpasswd and openssl for the auth modes. Idempotent.
+# Debian packages the tests use: the CNCF distribution registry (docker-registry), the real
+# clients (skopeo, podman, containerd/ctr, docker.io's dockerd), iproute2 and util-linux for the
+# network namespace Docker's test runs in (ip netns, nsenter), htpasswd and openssl for the auth
+# modes. Idempotent; installing docker.io starts no daemon (the tests start their own).
 set -euo pipefail
-pkgs=(docker-registry skopeo apache2-utils openssl curl ca-certificates)
+pkgs=(docker-registry skopeo podman containerd runc docker.io iproute2 util-linux apache2-utils openssl curl ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -13,5 +15,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   apt-get update -q
+  # policy-rc.d (where present) keeps dockerd/containerd services from being started by the install
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -7,6 +7,10 @@
  *    something follows it;
  * 3. otherwise the default upstream (`--upstream`, what Docker's `registry-mirrors` reach).
  *
+ * In all three cases an explicit `registryEndpoints` entry for the registry name wins (the
+ * supernode applies the same map to the name it receives), then the default upstream's own URL
+ * for its name, then the usual rules (loopback and `insecureRegistries` over plain HTTP).
+ *
  * On Docker Hub a repository without a slash is an official image: `alpine` → `library/alpine`.
  */
 import { InvalidNameError } from '../../shared/errors.js'
@@ -65,7 +69,9 @@ export class UpstreamResolver {
       const first = name.slice(0, slash)
       if (looksLikeRegistry(first)) return this.build(this.registryName(first), name.slice(slash + 1))
     }
-    return this.finish(this.defaultEndpoint.name, this.defaultEndpoint, name)
+    // the default upstream goes through the same mapping as a named registry, so the mirror
+    // (manifests), the back-to-source path and the supernode all reach the same endpoint
+    return this.build(this.defaultEndpoint.name, name)
   }
 
   private registryName (candidate: string): string {

@@ -26,10 +26,15 @@ export interface RunningProcess {
   logs: () => Promise<string>
 }
 
-export function spawnNode (name: string, entry: string, args: string[], logDir: string): RunningProcess {
+/** A network namespace to run in (see helpers/netns.ts): a command prefix and a way in for the test. */
+export interface InNetns { prefix: string[], forward: (port: number) => Promise<string> }
+
+/** `prefix` (e.g. `nsenter --net=...`, which execs: the child's PID is node's) runs it elsewhere. */
+export function spawnNode (name: string, entry: string, args: string[], logDir: string, prefix: string[] = []): RunningProcess {
   const logFile = join(logDir, `${name}.log`)
   const out = createWriteStream(logFile, { flags: 'a' })
-  const child = spawn(process.execPath, [...(process.env.DAMSELFLY_PROF_DIR != null ? ['--cpu-prof', '--cpu-prof-dir', process.env.DAMSELFLY_PROF_DIR] : []), entry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const argv = [...prefix, process.execPath, ...(process.env.DAMSELFLY_PROF_DIR != null ? ['--cpu-prof', '--cpu-prof-dir', process.env.DAMSELFLY_PROF_DIR] : []), entry, ...args]
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout?.pipe(out, { end: false })
   child.stderr?.pipe(out, { end: false })
   const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
@@ -70,49 +75,57 @@ export async function waitHealthy (url: string, proc: RunningProcess, attempts =
 
 export interface SupernodeProcess extends RunningProcess {
   url: string
+  /** Where this test process reaches `url` (differs when it runs in a network namespace). */
+  testUrl: string
   port: number
   p2pPort: number
 }
 
-export async function startSupernode (opts: { dataDir: string, logDir: string, name?: string, port?: number, p2pPort?: number, extraArgs?: string[] }): Promise<SupernodeProcess> {
+export async function startSupernode (opts: { dataDir: string, logDir: string, name?: string, port?: number, p2pPort?: number, extraArgs?: string[], netns?: InNetns }): Promise<SupernodeProcess> {
   const port = opts.port ?? await freePort()
   const p2pPort = opts.p2pPort ?? await freePort()
   const proc = spawnNode(opts.name ?? 'supernode', SUPERNODE_BIN, [
     '--port', String(port), '--p2p-port', String(p2pPort), '--data-dir', opts.dataDir, '--host', '127.0.0.1', '--log-level', 'debug', ...(opts.extraArgs ?? [])
-  ], opts.logDir)
+  ], opts.logDir, opts.netns?.prefix)
   const url = `http://127.0.0.1:${port}`
+  let testUrl = url
   try {
-    await waitHealthy(`${url}/healthz`, proc)
+    if (opts.netns != null) testUrl = await opts.netns.forward(port)
+    await waitHealthy(`${testUrl}/healthz`, proc)
   } catch (err) {
     await proc.kill()
     throw err
   }
-  return { ...proc, url, port, p2pPort }
+  return { ...proc, url, testUrl, port, p2pPort }
 }
 
 export interface DaemonProcess extends RunningProcess {
   url: string
+  /** Where this test process reaches `url` (differs when it runs in a network namespace). */
+  testUrl: string
   /** host:port of the mirror, as a registry name for clients. */
   host: string
   port: number
   p2pPort: number
 }
 
-export async function startDaemon (opts: { name: string, supernode: string, upstream: string, dataDir: string, logDir: string, port?: number, p2pPort?: number, extraArgs?: string[] }): Promise<DaemonProcess> {
+export async function startDaemon (opts: { name: string, supernode: string, upstream: string, dataDir: string, logDir: string, port?: number, p2pPort?: number, extraArgs?: string[], netns?: InNetns }): Promise<DaemonProcess> {
   const port = opts.port ?? await freePort()
   const p2pPort = opts.p2pPort ?? await freePort()
   const proc = spawnNode(opts.name, DFDAEMON_BIN, [
     '--supernode', opts.supernode, '--upstream', opts.upstream, '--port', String(port), '--p2p-port', String(p2pPort),
     '--data-dir', opts.dataDir, '--host', '127.0.0.1', '--log-level', 'debug', ...(opts.extraArgs ?? [])
-  ], opts.logDir)
+  ], opts.logDir, opts.netns?.prefix)
   const url = `http://127.0.0.1:${port}`
+  let testUrl = url
   try {
-    await waitHealthy(`${url}/healthz`, proc)
+    if (opts.netns != null) testUrl = await opts.netns.forward(port)
+    await waitHealthy(`${testUrl}/healthz`, proc)
   } catch (err) {
     await proc.kill()
     throw err
   }
-  return { ...proc, url, host: `127.0.0.1:${port}`, port, p2pPort }
+  return { ...proc, url, testUrl, host: `127.0.0.1:${port}`, port, p2pPort }
 }
 
 /** One sample of a Prometheus metric from a /metrics endpoint (sum over series matching `labels`). */

@@ -28,12 +28,17 @@ export interface RegistryOptions {
   anonymousPull?: boolean
   /** Token lifetime in seconds (token mode). */
   tokenExpiresIn?: number
+  /** Run the registry inside this network namespace (see helpers/netns.ts); `url` is then its address in there. */
+  netns?: { prefix: string[], forward: (port: number) => Promise<string> }
 }
 
 export interface RequestLogEntry { method: string, path: string, status: number }
 
 export interface TestRegistry {
+  /** Where the registry listens (inside its network namespace, when it runs in one). */
   url: string
+  /** Where this test process reaches it: `url`, or a forward into the namespace. */
+  testUrl: string
   host: string
   dir: string
   auth: AuthMode
@@ -120,7 +125,9 @@ export async function startRegistry (opts: RegistryOptions = {}): Promise<TestRe
       const port = await freePort()
       const configPath = join(dir, 'config.yml')
       await writeFile(configPath, configYaml(dir, port, authYaml))
-      const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const prefix = opts.netns?.prefix ?? []
+      const argv = [...prefix, REGISTRY_BIN, 'serve', configPath]
+      const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
       const log: RequestLogEntry[] = []
       let errText = ''
       let partial = ''
@@ -134,8 +141,9 @@ export async function startRegistry (opts: RegistryOptions = {}): Promise<TestRe
       })
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => { errText = (errText + chunk).slice(-8192) })
       const url = `http://127.0.0.1:${port}`
+      const testUrl = opts.netns != null ? await opts.netns.forward(port) : url
       try {
-        await waitReady(url, child, () => errText)
+        await waitReady(testUrl, child, () => errText)
       } catch (err) {
         child.kill('SIGKILL')
         if (attempt < 3 && /address already in use/.test(errText)) continue
@@ -145,6 +153,7 @@ export async function startRegistry (opts: RegistryOptions = {}): Promise<TestRe
       let flushes = 0
       return {
         url,
+        testUrl,
         host: `127.0.0.1:${port}`,
         dir,
         auth,
@@ -152,11 +161,12 @@ export async function startRegistry (opts: RegistryOptions = {}): Promise<TestRe
         password,
         tokenServer,
         requests: () => [...log],
-        blobRequests: (digest?: string) => log.filter((e) => e.method === 'GET' && (e.status === 200 || e.status === 206) &&
+        // the query is ignored: containerd adds `?ns=` even when it falls back to the registry itself
+        blobRequests: (digest?: string) => log.map((e) => ({ ...e, path: e.path.replace(/\?.*$/, '') })).filter((e) => e.method === 'GET' && (e.status === 200 || e.status === 206) &&
           /\/blobs\/sha256:[a-f0-9]{64}$/.test(e.path) && (digest === undefined || e.path.endsWith(`/blobs/${digest}`))).length,
         flushLog: async (until?: () => boolean) => {
           const marker = `/v2/?flush=${++flushes}`
-          const res = await request(`${url}${marker}`)
+          const res = await request(`${testUrl}${marker}`)
           await res.body.dump()
           const done = (): boolean => log.some((e) => e.path === marker) && (until?.() ?? true)
           for (let i = 0; i < 1000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5))

@@ -75,9 +75,19 @@ describe('UpstreamResolver', () => {
       registryEndpoints: { 'docker.io': 'http://127.0.0.1:6000/' },
       insecureRegistries: ['registry.internal:5000']
     })
-    assert.deepEqual(r.resolve({ name: 'alpine' }).endpoint, { name: 'docker.io', url: 'https://registry-1.docker.io' }, 'the default upstream keeps its configured URL')
+    assert.deepEqual(r.resolve({ name: 'alpine' }).endpoint, { name: 'docker.io', url: 'http://127.0.0.1:6000' }, 'the default upstream (docker.io) follows the mapping too')
+    assert.deepEqual(r.resolve({ name: 'docker.io/library/alpine' }).endpoint, { name: 'docker.io', url: 'http://127.0.0.1:6000' }, 'and so does a path prefix')
     assert.deepEqual(r.resolve({ name: 'alpine', ns: 'docker.io' }).endpoint, { name: 'docker.io', url: 'http://127.0.0.1:6000' })
     assert.deepEqual(r.resolve({ name: 'registry.internal:5000/app' }).endpoint, { name: 'registry.internal:5000', url: 'http://registry.internal:5000' })
+  })
+
+  it('maps a made-up registry name the same way by ns, by path prefix and as the default upstream', () => {
+    const init = { registryEndpoints: { 'registry.example': 'http://127.0.0.1:7000' } }
+    const want = { name: 'registry.example', url: 'http://127.0.0.1:7000' }
+    const byNs = new UpstreamResolver(init).resolve({ name: 'team/app', ns: 'registry.example' })
+    const byPrefix = new UpstreamResolver(init).resolve({ name: 'registry.example/team/app' })
+    const byDefault = new UpstreamResolver({ ...init, upstream: 'https://registry.example' }).resolve({ name: 'team/app' })
+    for (const got of [byNs, byPrefix, byDefault]) assert.deepEqual(got, { registry: 'registry.example', endpoint: want, repository: 'team/app' })
   })
 
   it('gives the default upstream URL to requests that name its registry', () => {
