@@ -407,6 +407,60 @@ describe('mirror app', () => {
       assert.equal(ociCode(res.body), 'NAME_INVALID')
     })
 
+    it('over the wire, an over-long URL is 414 and one past the header limit 431; nothing is reached', async () => {
+      const long = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}?x=${'a'.repeat(5000)}`)
+      assert.equal(long.status, 414)
+      assert.equal(ociCode(long.body.toString()), 'NAME_INVALID')
+      const huge = await raw(port, 'GET', `/v2/${'a/'.repeat(20_000)}b/blobs/${DIGEST}`)
+      assert.equal(huge.status, 431)
+      assert.equal(ociCode(huge.body.toString()), 'UNSUPPORTED')
+      assert.equal(blobs.calls.length, 0)
+      assert.equal(manifests.calls.length, 0)
+    })
+
+    it('over the wire, oversize headers are 431 with an OCI body, and the listener keeps serving', async () => {
+      const one = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}`, { 'x-big': 'b'.repeat(20_000) })
+      assert.equal(one.status, 431)
+      assert.equal(ociCode(one.body.toString()), 'UNSUPPORTED')
+      const many: Record<string, string> = {}
+      for (let i = 0; i < 400; i++) many[`x-h${i}`] = 'v'.repeat(60)
+      const lots = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}`, many)
+      assert.equal(lots.status, 431)
+      const auth = await raw(port, 'GET', '/v2/team/app/manifests/latest', { authorization: `Bearer ${'t'.repeat(40_000)}` })
+      assert.equal(auth.status, 431)
+      assert.equal(blobs.calls.length, 0)
+      assert.equal(manifests.calls.length, 0)
+      const ok = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}`)
+      assert.equal(ok.status, 200)
+      assert.deepEqual(ok.body, BLOB)
+    })
+
+    const badRanges = [
+      'bytes=-5-10', 'bytes=--5', 'bytes=-', 'bytes=5--1', 'bytes=-1-', 'bytes=0--0',
+      'bytes=-99999999999999999999', 'bytes=0-99999999999999999999', `bytes=${'9'.repeat(400)}-`,
+      `bytes=0-1${',2-3'.repeat(100)}`, 'bytes=1e3-2e3', 'bytes=0x10-0x20', 'bytes=9007199254740993-'
+    ]
+    it('over the wire, huge and negative Range values are 416 RANGE_INVALID and open nothing', async () => {
+      for (const header of badRanges) {
+        const res = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}`, { range: header })
+        assert.equal(res.status, 416, `Range ${header.slice(0, 40)}`)
+        assert.equal(res.headers['content-range'], 'bytes */100', `Range ${header.slice(0, 40)}`)
+        assert.equal(ociCode(res.body.toString()), 'RANGE_INVALID')
+      }
+      assert.ok(blobs.calls.every((c) => c.kind === 'stat'), 'no bytes were opened')
+    })
+
+    it('a suffix range longer than the blob is the whole blob as 206; an end far past it is clamped', async () => {
+      const suffix = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}`, { range: 'bytes=-999999999999999' })
+      assert.equal(suffix.status, 206)
+      assert.equal(suffix.headers['content-range'], 'bytes 0-99/100')
+      assert.deepEqual(suffix.body, BLOB)
+      const far = await raw(port, 'GET', `/v2/team/app/blobs/${DIGEST}`, { range: 'bytes=98-999999999999999' })
+      assert.equal(far.status, 206)
+      assert.equal(far.headers['content-range'], 'bytes 98-99/100')
+      assert.deepEqual(far.body, BLOB.subarray(98))
+    })
+
     it('an undecodable URL is refused with an OCI error', async () => {
       const res = await raw(port, 'GET', `/v2/a%zz/blobs/${DIGEST}`)
       assert.equal(res.status, 400)
