@@ -11,6 +11,8 @@ import type { RateLimiter } from '../rate-limiter.js'
 /** Where the piece server gets bytes from (the store). */
 export interface PieceSource {
   readPiece: (digest: Digest, index: number) => Promise<Uint8Array | undefined>
+  /** Whether a piece is held, without reading it (lets refusals come before a disk read). */
+  holdsPiece?: (digest: Digest, index: number) => Promise<boolean>
 }
 
 /** Largest piece request accepted; a real one is under 150 bytes, or about 450 with a ticket. */
@@ -95,6 +97,12 @@ export class PieceServer implements Startable {
           await framed.close()
           return
         }
+      }
+      // a piece not held is "unknown", whatever the upload bounds or super-seeding would say
+      if (this.components.source.holdsPiece != null && !(await this.components.source.holdsPiece(digest, req.index))) {
+        await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
+        await framed.close()
+        return
       }
       const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
       if (busy || (this.init.admit != null && !this.init.admit(digest, req.index, connection.remotePeer))) {

@@ -338,6 +338,14 @@ export class BlobStore {
     }
   }
 
+  /** Whether piece `index` of the blob is held (in a partial or a complete blob), without reading it. */
+  async holdsPiece (digest: Digest, index: number): Promise<boolean> {
+    const partial = this.partials.get(digest.value)
+    if (partial?.bitfield.has(index) === true) return true
+    const complete = await this.getComplete(digest)
+    return complete != null && Number.isInteger(index) && index >= 0 && index < complete.manifest.pieces.length
+  }
+
   /** The manifest of a blob held in part or whole. */
   async getManifest (digest: Digest): Promise<PieceManifest | undefined> {
     return this.partials.get(digest.value)?.manifest ?? (await this.getComplete(digest))?.manifest
