@@ -23,10 +23,21 @@ export class RateLimiter {
 
   /** Wait until `bytes` may pass; callers are served in order. */
   async take (bytes: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
     const turn = this.queue.then(async () => { await this.wait(bytes, signal) })
     // a cancelled waiter must not block the ones behind it
     this.queue = turn.catch(() => {})
-    await turn
+    if (signal == null) {
+      await turn
+      return
+    }
+    // cancelled while queued behind others: reject now, not when its turn comes
+    // (its turn then passes at once, uncharged, in wait())
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { reject(signal.reason as Error) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      void turn.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+    })
   }
 
   /** How long (ms) the next take would wait now. */

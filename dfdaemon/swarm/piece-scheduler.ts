@@ -157,6 +157,11 @@ export class PieceScheduler {
     let fewest = Infinity
     for (const [index, reqs] of this.inFlight) {
       if (reqs.has(source.id) || !source.has(index) || reqs.size >= 3) continue
+      // an aborted loser stays in inFlight until it settles: its piece is already here
+      if (partial.bitfield.has(index) || this.writing.has(index)) continue
+      // super-seeding holds in endgame too: the supernode races only pieces no usable
+      // neighbour holds, and not while its busy answer stands (else: a tight refusal loop)
+      if (source.kind === 'supernode' && ((this.deferred.get(index) ?? 0) > now || (superSeed && this.peerAvailability(index) > 0))) continue
       if (reqs.size < fewest) { best = index; fewest = reqs.size }
     }
     return best

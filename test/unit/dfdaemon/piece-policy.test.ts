@@ -67,7 +67,7 @@ describe('RarestFirstPolicy', () => {
 
   it('lets the lowest candidate within the urgent window win over rarity', () => {
     const policy = new RarestFirstPolicy({ urgentWindow: 2, random: () => 0.5 })
-    const counts = ctx({ 0: 1, 4: 9, 5: 9, 6: 9 })
+    const counts = ctx({ 0: 1, 3: 9, 4: 9, 5: 9, 6: 9 })
     assert.equal(policy.pick([0, 4, 5, 6], { ...counts, urgent: 4 }), 4)
     assert.equal(policy.pick([0, 5, 6], { ...counts, urgent: 4 }), 5, 'urgent + 1 is still inside a window of 2')
     assert.equal(policy.pick([0, 6], { ...counts, urgent: 4 }), 0, 'outside the window rarity decides again')
