@@ -57,6 +57,9 @@ export class RateLimiter {
       const ms = Math.ceil((-this.tokens / this.bytesPerSecond) * 1000)
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+        // a transfer waiting here has a socket that keeps the process up; the wait alone must not
+        // (a stopped node's queued uploads would otherwise hold the process for queue × piece / rate)
+        t.unref()
         const onAbort = (): void => { clearTimeout(t); reject(signal?.reason as Error) }
         signal?.addEventListener('abort', onAbort, { once: true })
       })

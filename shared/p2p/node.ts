@@ -60,7 +60,12 @@ export async function createNode (init: NodeInit): Promise<DamselflyNode> {
     streamMuxers: [yamux()],
     ...(init.psk != null ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
     connectionManager: {
-      maxConnections: init.maxConnections ?? 300
+      maxConnections: init.maxConnections ?? 300,
+      // a rollout makes hundreds of daemons connect in the same second (and several
+      // daemons may share one address behind NAT or on one test host): libp2p's
+      // defaults (10 pending, 5 per second per host) would reset most of them
+      maxIncomingPendingConnections: 256,
+      inboundConnectionThreshold: 256
     },
     connectionMonitor: { enabled: false },
     services: {
