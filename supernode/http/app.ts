@@ -4,6 +4,8 @@ import type { Registry } from 'prom-client'
 import { DamselflyError, ociErrorBody } from '../../shared/errors.js'
 import { ErrorResponse, HealthResponse, InfoResponse, PeersResponse, TasksResponse } from './schemas.js'
 import { registerOperatorAuth } from './operator-auth.js'
+import { registerPreheatRoutes } from './preheat-routes.js'
+import type { PreheatManager } from '../preheat/preheat-manager.js'
 
 export interface AppOptions {
   logger: Logger
@@ -20,6 +22,8 @@ export interface AppOptions {
   apiToken?: string
   /** Require the token for /metrics and /healthz too. */
   protectMetrics?: boolean
+  /** Preheat jobs (/api/v1/preheat, Dragonfly's /preheats and /oapi/v1/jobs); absent: no preheat routes. */
+  preheat?: PreheatManager
 }
 
 /**
@@ -73,6 +77,8 @@ export function buildApp (opts: AppOptions): FastifyInstance {
       schema: { response: { 200: PeersResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } }
     }, async () => peers())
   }
+
+  if (opts.preheat != null) registerPreheatRoutes(app, opts.preheat)
 
   app.get('/metrics', async (_req, reply) => {
     const text = await opts.metrics.metrics()

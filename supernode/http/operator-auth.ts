@@ -15,12 +15,14 @@ const OPEN_API = new Set(['/api/v1/info'])
 function isProtected (req: FastifyRequest, opts: OperatorAuthOptions): boolean {
   const path = (req.raw.url ?? '/').split('?')[0]
   if (path.startsWith('/api/')) return !OPEN_API.has(path)
-  if (path === '/metrics' || path === '/healthz') return opts.protectMetrics === true
+  // Dragonfly's preheat APIs, as Harbor's provider calls them
+  if (path === '/preheats' || path.startsWith('/preheats/') || path.startsWith('/oapi/')) return true
+  if (path === '/metrics' || path === '/healthz' || path === '/_ping') return opts.protectMetrics === true
   return false
 }
 
 /**
- * Operator endpoints (`/api/v1/*` but info) need `Authorization: Bearer <token>`,
+ * Operator endpoints (`/api/v1/*` but info, Dragonfly's `/preheats` and `/oapi/*`) need `Authorization: Bearer <token>`,
  * compared in constant time; a missing or wrong token is a 401 with a Bearer
  * challenge. Registered before the routes so no handler runs unauthenticated.
  */
