@@ -9,6 +9,8 @@ export interface BlobRequest {
   digest: Digest
   /** The client's own Authorization header, passed along to the origin; never logged. */
   authorization?: string
+  /** dfget: the blob is this HTTP(S) file (registry and repository are then only labels). */
+  url?: string
 }
 
 /** Byte range, both ends inclusive, as in HTTP. */

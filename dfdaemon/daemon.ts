@@ -35,6 +35,11 @@ import { readSecretFile, warnIfExposed } from '../shared/security/secret-file.js
 import { BlobVisibility } from '../shared/security/blob-visibility.js'
 import { SupernodePin } from './security/supernode-pin.js'
 import { TicketGuard } from './security/ticket-guard.js'
+import { DfgetService } from './dfget/dfget-service.js'
+import { UrlOrigin } from '../shared/http/url-origin.js'
+import { manifestFromWire } from '../shared/pieces/piece-manifest.js'
+import { DeniedError, UnavailableError, errorFromCode } from '../shared/errors.js'
+import type { Digest } from '../shared/oci/digest.js'
 
 export interface Daemon {
   start: () => Promise<void>
@@ -95,7 +100,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     metrics,
     logger,
     authorizeLocal: async (req, signal) => { await authorizeLocal(req, signal) },
-    newDownload: (req) => new BlobDownload({
+    newDownload: (req) => urlPublic(req, new BlobDownload({
       store,
       metrics,
       logger,
@@ -104,7 +109,8 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
         registry: r.registry,
         repository: r.repository,
         digest: r.digest.value,
-        ...(r.authorization != null ? { authorization: r.authorization } : {})
+        ...(r.authorization != null ? { authorization: r.authorization } : {}),
+        ...(r.url != null ? { url: r.url } : {})
       }),
       onGrant: (digest, ticket) => {
         visibility.set(digest, ticket == null).catch(err => { logger.warn({ digest, err: (err as Error).message }, 'cannot record blob visibility') })
@@ -118,8 +124,17 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
         kind: 'peer', maxInFlight: config.peerInFlight, downloadLimiter, ticket: () => blobs.active(manifest.digest.value)?.ticket
       }),
       origin: originAccess
-    }, { req, policy, maxNeighbours: config.maxNeighbours, noProgressTimeoutMs: config.noProgressTimeoutMs })
+    }, { req, policy, maxNeighbours: config.maxNeighbours, noProgressTimeoutMs: config.noProgressTimeoutMs }))
   })
+  /** A file fetched by URL and verified against its digest is public, whatever ticket it was fetched with. */
+  const urlPublic = (req: BlobRequest, dl: BlobDownload): BlobDownload => {
+    if (req.url != null) {
+      dl.done.then(async () => { await visibility.set(req.digest.value, true) }, () => {}).catch(err => {
+        logger.warn({ digest: req.digest.value, err: (err as Error).message }, 'cannot record blob visibility')
+      })
+    }
+    return dl
+  }
 
   const pieceServer = new PieceServer({ libp2p: node, source: verifiedPieces, logger }, {
     onUpload: (bytes) => { metrics.uploadBytes.inc(bytes) },
@@ -150,7 +165,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     ? defaultEndpoint
     : resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
   // back-to-source: range requests to the origin with the client's own credentials
-  const originAccess = new OriginAccess({ client, resolveEndpoint: originEndpoint, downloadLimiter })
+  const originAccess = new OriginAccess({ client, resolveEndpoint: originEndpoint, downloadLimiter, urls: new UrlOrigin() })
   // a private blob held here (or being fetched for another client) goes to a client only with the origin's word
   const localAccess = new AccessChecker({
     client,
@@ -159,12 +174,32 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
   })
   const authorizeLocal = async (req: BlobRequest, signal?: AbortSignal): Promise<void> => {
     if (visibility.isPublic(req.digest.value)) return
+    // a URL is no proof of access to a private blob that happens to have the same digest; joining a URL fetch is fine
+    if (req.url != null) {
+      if (blobs.active(req.digest.value)?.req.url != null) return
+      throw new DeniedError('this digest is held here as a private blob')
+    }
     const credentials = req.authorization != null && req.authorization !== '' ? { kind: 'authorization' as const, header: req.authorization } : ANONYMOUS
     const seen = await localAccess.check({ registry: req.registry, repository: req.repository, digest: req.digest.value, credentials }, signal)
     if (seen === 'public') await visibility.set(req.digest.value, true)
   }
+  // dfget without a digest: the supernode fetches the file once and names its digest in its first answer
+  const resolveUrl = async (url: string, signal?: AbortSignal): Promise<Digest> => {
+    const task = await supernode.openTask({ registry: 'dfget', repository: 'dfget', digest: '', url }, signal)
+    try {
+      for await (const a of task) {
+        if (a.type === 'error') throw errorFromCode(a.code, a.message, a.challenge)
+        if (a.type === 'manifest') return manifestFromWire(a.manifest).digest
+      }
+    } finally {
+      task.close()
+    }
+    throw new UnavailableError('the supernode closed the task without naming the file\'s digest')
+  }
+  const dfget = new DfgetService({ blobs, resolve: resolveUrl })
   let ready = false
   const app = buildMirrorApp({
+    dfget,
     logger,
     metrics: registry,
     blobs,

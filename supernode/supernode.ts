@@ -16,6 +16,11 @@ import type { SupernodeConfig } from './config.js'
 import { createSupernodeMetrics } from './metrics.js'
 import { OriginFetcher, type OriginClient } from './origin/origin-fetcher.js'
 import { TaskHandler } from './p2p/task-handler.js'
+import { UrlResolver } from './origin/url-resolver.js'
+import { UrlAccess } from './auth/url-access.js'
+import { UrlOrigin } from '../shared/http/url-origin.js'
+import { PreheatManager } from './preheat/preheat-manager.js'
+import type { ManifestClient } from './preheat/image-blobs.js'
 import { TrackerState } from './tracker/tracker-state.js'
 import { TrackerHandler } from './tracker/tracker-handler.js'
 import { buildApp } from './http/app.js'
@@ -69,6 +74,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     psk: config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile, logger) : undefined
   })
   const client = deps.client ?? new RegistryClient({ logger })
+  const urls = new UrlOrigin()
   const resolve = (name: string): ReturnType<typeof resolveEndpoint> => resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
   const visibility = new BlobVisibility(join(config.dataDir, 'public'))
   const blobAccess = new BlobAccess({
@@ -82,9 +88,23 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     client,
     resolveEndpoint: name => resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries }),
     logger,
-    metrics: counters
+    metrics: counters,
+    urls
   })
-  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess })
+  // dfget: any HTTP(S) file, fetched once here and shared like a layer
+  const urlResolver = new UrlResolver({
+    urls,
+    store,
+    tmpDir: join(config.dataDir, 'dfget-tmp'),
+    logger,
+    metrics: counters,
+    onPublic: async (digest) => { await visibility.set(digest, true) }
+  })
+  const urlAccess = new UrlAccess({ visibility, store, running: () => originFetcher.running(), tickets: blobAccess })
+  // preheat resolves manifests: only with a client that can fetch them (a RegistryClient)
+  const manifestClient = typeof (client as Partial<ManifestClient>).getManifest === 'function' ? client as unknown as ManifestClient : undefined
+  const preheat = manifestClient != null ? new PreheatManager({ fetcher: originFetcher, client: manifestClient, resolveEndpoint: resolve, logger }) : undefined
+  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess, urls: { resolver: urlResolver, access: urlAccess } })
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
   const superSeed = new SuperSeedPolicy()
@@ -114,7 +134,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     },
     peers: () => ({ peers: trackerState.peerList() }),
     apiToken,
-    protectMetrics: config.protectMetrics
+    protectMetrics: config.protectMetrics,
+    preheat
   })
 
   return {
@@ -146,6 +167,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       await taskHandler.stop().catch(err => { log.warn({ err }, 'task handler stop failed') })
       await trackerHandler.stop().catch(err => { log.warn({ err }, 'tracker handler stop failed') })
       await pieceServer.stop().catch(err => { log.warn({ err }, 'piece server stop failed') })
+      await preheat?.stop()
+      await urlResolver.stop()
       await originFetcher.stop()
       await node.stop()
       await client.close?.()

@@ -21,6 +21,8 @@ import { serveManifest } from './manifest-route.js'
 import { createMirrorMetrics } from './metrics.js'
 import type { UpstreamQuery, ResolvedUpstream } from './upstream.js'
 import { checkUrlLength, parseV2Path } from './v2-path.js'
+import type { DfgetService } from '../dfget/dfget-service.js'
+import { registerDfgetRoute } from '../dfget/dfget-route.js'
 
 /** What the app needs from upstream resolution; UpstreamResolver is the real one. */
 export interface UpstreamSource {
@@ -49,6 +51,8 @@ export interface MirrorAppOptions {
    * the upstream unreachable: 200.
    */
   ping?: (endpoint: ResolvedUpstream['endpoint'], authorization: string | undefined, signal: AbortSignal) => Promise<{ status: number, challenge?: string }>
+  /** `GET /dfget` for local clients (the dfget CLI); absent: no such route. */
+  dfget?: DfgetService
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD'])
@@ -160,6 +164,8 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
       }, request, reply, signal)
     }
   })
+
+  if (options.dfget != null) registerDfgetRoute(app as unknown as FastifyInstance, options.dfget)
 
   app.get('/healthz', { schema: { response: { 200: Health, 503: Health } } }, async (_request, reply) => {
     if (ready()) return { status: 'ok' }

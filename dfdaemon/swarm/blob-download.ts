@@ -9,6 +9,7 @@ import type { PiecePolicy } from './piece-policy.js'
 import type { PieceSource } from './piece-source.js'
 import type { TaskStream } from './supernode-client.js'
 import { PieceScheduler } from './piece-scheduler.js'
+import { pieceLength } from '../../shared/pieces/piece-math.js'
 import { ProgressWatchdog } from './progress-watchdog.js'
 import type { Neighbour } from './neighbour.js'
 import type { PeerContact, SwarmNetwork } from './swarm-network.js'
@@ -76,6 +77,8 @@ const DHT_LOOKUP_INTERVAL_MS = 10_000
  */
 export class BlobDownload {
   readonly req: BlobRequest
+  /** Verified piece bytes this download received, by kind of source. */
+  readonly received = { peer: 0, supernode: 0, origin: 0 }
   /** Resolves with the piece manifest once the blob's size is known. */
   readonly ready: Promise<PieceManifest>
   /** Resolves when the blob is complete and committed to the store. */
@@ -236,7 +239,10 @@ export class BlobDownload {
       policy: this.init.policy,
       metrics: this.c.metrics,
       logger: this.log,
-      onPiece: (index) => { this.pieceArrived(index) },
+      onPiece: (index, source) => {
+        this.received[source.kind] += pieceLength(partial.manifest.size, partial.manifest.pieceSize, index)
+        this.pieceArrived(index)
+      },
       onFatal: (err) => { this.fail(err) },
       escalate: () => this.addOrigin('pieces keep failing'),
       urgent: () => this.lowestWaited()

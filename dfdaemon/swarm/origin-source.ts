@@ -9,6 +9,7 @@ import type { RateLimiter } from '../../shared/rate-limiter.js'
 import type { BlobRequest } from '../blob-provider.js'
 import type { PieceSource } from './piece-source.js'
 import { pieceTimeoutMs } from './peer-source.js'
+import type { UrlClient } from '../../shared/http/url-origin.js'
 
 /** What back-to-source needs of a registry client (RegistryClient satisfies it). */
 export interface OriginBlobClient {
@@ -22,6 +23,8 @@ export interface OriginAccessComponents {
   resolveEndpoint: (registry: string) => RegistryEndpoint
   /** Shared bound on download bytes per second. */
   downloadLimiter?: RateLimiter
+  /** Files named by URL (dfget); absent: such blobs have no back-to-source. */
+  urls?: UrlClient
 }
 
 export interface OriginAccessInit {
@@ -59,15 +62,23 @@ export class OriginAccess {
    * A refusal (401 with the origin's challenge, 403, 404) is thrown as is.
    */
   async manifest (req: BlobRequest, signal?: AbortSignal): Promise<PieceManifest> {
-    const endpoint = this.c.resolveEndpoint(req.registry)
-    const { size } = await this.c.client.headBlob(endpoint, req.repository, req.digest.value, { credentials: credentialsOf(req), signal })
+    const { size } = req.url != null
+      ? await this.urls().head(req.url, signal)
+      : await this.c.client.headBlob(this.c.resolveEndpoint(req.registry), req.repository, req.digest.value, { credentials: credentialsOf(req), signal })
     return newManifest(req.digest, size, pieceSizeFor(size))
+  }
+
+  private urls (): UrlClient {
+    if (this.c.urls == null) throw new UpstreamError('no way to fetch files by URL here')
+    return this.c.urls
   }
 
   /** The origin as a piece source for `manifest` (kept live: hashes learnt later are checked too). */
   source (req: BlobRequest, manifest: PieceManifest): PieceSource {
-    const endpoint = this.c.resolveEndpoint(req.registry)
+    const endpoint = req.url == null ? this.c.resolveEndpoint(req.registry) : undefined
     const credentials = credentialsOf(req)
+    const url = req.url
+    const urls = url != null ? this.urls() : undefined
     const limiter = this.c.downloadLimiter
     const init = this.init
     return {
@@ -84,9 +95,10 @@ export class OriginAccess {
         const both = AbortSignal.any([signal, timeout])
         let bytes: Buffer
         try {
-          const res = await this.c.client.getBlob(endpoint, req.repository, req.digest.value, {
-            credentials, range: { start, end: start + length - 1 }, signal: both
-          })
+          const range = { start, end: start + length - 1 }
+          const res = url != null && urls != null
+            ? await urls.get(url, { range, signal: both })
+            : await this.c.client.getBlob(endpoint as RegistryEndpoint, req.repository, req.digest.value, { credentials, range, signal: both })
           bytes = await readExactly(res, length, index)
         } catch (err) {
           if (timeout.aborted && !signal.aborted) throw new TimeoutError(`piece ${index} from the origin: no answer within ${timeoutMs} ms`, { cause: err })

@@ -12,7 +12,13 @@ export const TaskRequest = Type.Object({
   repository: Type.String({ minLength: 1, maxLength: 255 }),
   digest: Type.String({ maxLength: 80 }),
   /** The client's Authorization header, forwarded to the origin; never logged. */
-  authorization: Type.Optional(Type.String({ maxLength: 16384 }))
+  authorization: Type.Optional(Type.String({ maxLength: 16384 })),
+  /**
+   * dfget: the blob is this HTTP(S) file rather than a registry blob (registry
+   * and repository are then only labels). With `digest` empty, the supernode
+   * fetches the file first and its first answer's manifest names the digest.
+   */
+  url: Type.Optional(Type.String({ minLength: 1, maxLength: 8192 }))
 }, { additionalProperties: false })
 export type TaskRequest = Static<typeof TaskRequest>
 

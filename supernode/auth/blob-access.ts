@@ -66,6 +66,12 @@ export class BlobAccess {
     return { ticket }
   }
 
+  /** A ticket for `peer` without asking a registry (dfget: the caller proved access another way). */
+  async ticketFor (digest: string, peer: PeerId): Promise<string> {
+    const exp = Math.floor((this.now() + this.ticketTtlMs) / 1000)
+    return await signTicket(this.c.privateKey, { peer: peer.toString(), digest, exp })
+  }
+
   /** For the piece server: a blob not known to be public needs the asker's valid ticket. */
   async authorizePiece (digest: Digest, peer: PeerId, ticket: string | undefined): Promise<void> {
     if (this.c.visibility.isPublic(digest.value)) return

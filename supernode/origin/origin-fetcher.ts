@@ -10,6 +10,7 @@ import { sha256Hex } from '../../shared/oci/digest.js'
 import { DamselflyError, UnavailableError, UpstreamError } from '../../shared/errors.js'
 import type { SupernodeMetrics } from '../metrics.js'
 import { FetchTask } from './fetch-task.js'
+import type { UrlClient } from '../../shared/http/url-origin.js'
 
 /** What the fetcher needs of a registry client (RegistryClient satisfies it). */
 export interface OriginClient {
@@ -23,6 +24,8 @@ export interface OriginRequest {
   digest: Digest
   /** Used against the origin; never logged. */
   credentials: Credentials
+  /** dfget: the blob is this HTTP(S) file, fetched with a plain GET and checked against `digest`. */
+  url?: string
 }
 
 export interface OriginFetcherComponents {
@@ -32,6 +35,8 @@ export interface OriginFetcherComponents {
   resolveEndpoint: (registry: string) => RegistryEndpoint
   logger: Logger
   metrics: Pick<SupernodeMetrics, 'originBytes' | 'originFetches'>
+  /** Where files named by URL come from (dfget); absent: URL requests are refused. */
+  urls?: Pick<UrlClient, 'get'>
 }
 
 interface Flight {
@@ -126,12 +131,17 @@ export class OriginFetcher {
     let res: BlobResult
     let partial: PartialBlob
     try {
-      const endpoint = this.components.resolveEndpoint(req.registry)
-      res = await this.components.client.getBlob(endpoint, req.repository, digest, {
-        credentials: req.credentials,
-        verify: true,
-        signal: this.abort.signal
-      })
+      if (req.url != null) {
+        if (this.components.urls == null) throw new UnavailableError('this supernode does not fetch URLs')
+        res = await this.components.urls.get(req.url, { verify: req.digest, signal: this.abort.signal })
+      } else {
+        const endpoint = this.components.resolveEndpoint(req.registry)
+        res = await this.components.client.getBlob(endpoint, req.repository, digest, {
+          credentials: req.credentials,
+          verify: true,
+          signal: this.abort.signal
+        })
+      }
       try {
         const size = res.size ?? res.length
         if (size === undefined || res.start !== 0) throw new UpstreamError('origin did not say how big the blob is')
@@ -208,5 +218,5 @@ export class OriginFetcher {
 function identity (req: OriginRequest): string {
   const c = req.credentials
   const cred = c.kind === 'anonymous' ? '' : c.kind === 'basic' ? `${c.username}:${c.password}` : c.header
-  return JSON.stringify([req.registry, req.repository, c.kind, cred])
+  return JSON.stringify([req.registry, req.repository, c.kind, cred, req.url ?? ''])
 }

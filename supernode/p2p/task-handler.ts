@@ -7,10 +7,13 @@ import { parseDigest } from '../../shared/oci/digest.js'
 import { isValidRegistryHost, validateRepository } from '../../shared/oci/reference.js'
 import { ANONYMOUS, type Credentials } from '../../shared/oci/registry-types.js'
 import { manifestToWire } from '../../shared/pieces/piece-manifest.js'
-import { DamselflyError, InvalidNameError } from '../../shared/errors.js'
+import { DamselflyError, DeniedError, InvalidNameError } from '../../shared/errors.js'
 import type { OriginFetcher } from '../origin/origin-fetcher.js'
 import type { FetchTask, PieceComplete } from '../origin/fetch-task.js'
 import type { BlobAccess } from '../auth/blob-access.js'
+import type { UrlAccess } from '../auth/url-access.js'
+import type { UrlResolver } from '../origin/url-resolver.js'
+import { checkFileUrl } from '../../shared/http/url-origin.js'
 
 export interface TaskHandlerComponents {
   libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
@@ -18,6 +21,8 @@ export interface TaskHandlerComponents {
   logger: Logger
   /** Checks every request with the origin before the blob is fetched, joined or served; absent: no check. */
   access?: Pick<BlobAccess, 'authorize'>
+  /** dfget: files named by URL (their digests learnt, their access gated); absent: URL tasks are refused. */
+  urls?: { resolver: Pick<UrlResolver, 'resolve'>, access: Pick<UrlAccess, 'authorize' | 'track'> }
 }
 
 export interface TaskHandlerInit {
@@ -64,6 +69,10 @@ export class TaskHandler implements Startable {
     try {
       const req = await framed.readMessage(TaskRequest)
       digest = req.digest
+      if (req.url != null) {
+        await this.onUrlTask(framed, req.url, req.digest, connection)
+        return
+      }
       const origin = {
         registry: checkRegistry(req.registry),
         repository: validateRepository(req.repository),
@@ -78,6 +87,19 @@ export class TaskHandler implements Startable {
     } catch (err) {
       await this.fail(framed, err, { peer, digest })
     }
+  }
+
+  /** dfget: the file at `url`, its digest given or (empty) learnt by fetching it once. */
+  private async onUrlTask (framed: FramedStream, url: string, given: string, connection: Connection): Promise<void> {
+    const urls = this.components.urls
+    if (urls == null) throw new DeniedError('this supernode does not fetch URLs')
+    checkFileUrl(url)
+    const digest = given === '' ? await urls.resolver.resolve(url) : parseDigest(given)
+    const grant = await urls.access.authorize(digest.value, connection.remotePeer)
+    const ensured = this.components.originFetcher.ensure({ registry: 'dfget', repository: 'dfget', digest, credentials: ANONYMOUS, url })
+    urls.access.track(digest.value, ensured.then(async (task) => { await task.done }))
+    await this.follow(framed, await ensured, grant.ticket)
+    await framed.close()
   }
 
   /** Send the manifest so far, then each piece as it completes, then done (or the fetch's error). */
