@@ -48,6 +48,14 @@ export const DaemonConfigSchema = Type.Object({
   /** Serve the mirror over HTTPS with this PEM certificate (with tlsKey). */
   tlsCert: Type.Optional(Type.String({ minLength: 1 })),
   tlsKey: Type.Optional(Type.String({ minLength: 1 })),
+  /** YAML/JSON file `registries: { name: { username, password } }`: credentials for this node's own fetches when the client sent none. */
+  credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** Docker's config.json (`auths`): credentials for this node's own fetches when the client sent none. */
+  dockerConfig: Type.Optional(Type.String({ minLength: 1 })),
+  /** Extra CA bundle (PEM) trusted for upstream HTTPS, besides the system CAs. */
+  caFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** Do not verify upstream TLS certificates (explicit opt-in; logged as a warning). */
+  insecureSkipVerify: Type.Optional(Type.Boolean()),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')])
 }, { additionalProperties: false })
 

@@ -32,6 +32,8 @@ import { AccessChecker } from '../shared/security/access-check.js'
 import { ClientAllowlist } from '../shared/security/client-allowlist.js'
 import { loadSwarmKey } from '../shared/security/swarm-key.js'
 import { readSecretFile, warnIfExposed } from '../shared/security/secret-file.js'
+import { CredentialStore, withConfiguredCredentials } from '../shared/oci/credential-store.js'
+import { loadUpstreamTls } from '../shared/oci/upstream-tls.js'
 import { BlobVisibility } from '../shared/security/blob-visibility.js'
 import { SupernodePin } from './security/supernode-pin.js'
 import { TicketGuard } from './security/ticket-guard.js'
@@ -151,7 +153,8 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
   })
   const seeder = new Seeder({ store, network, logger })
 
-  const client = new RegistryClient({ logger })
+  const client = new RegistryClient({ logger, tls: loadUpstreamTls({ caFile: config.caFile, insecureSkipVerify: config.insecureSkipVerify }, logger) })
+  const credentials = CredentialStore.load({ credentialsFile: config.credentialsFile, dockerConfig: config.dockerConfig }, logger)
   const upstreams = new UpstreamResolver({
     upstream: config.upstream,
     registryEndpoints: config.registryEndpoints,
@@ -165,7 +168,17 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     ? defaultEndpoint
     : resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
   // back-to-source: range requests to the origin with the client's own credentials
-  const originAccess = new OriginAccess({ client, resolveEndpoint: originEndpoint, downloadLimiter, urls: new UrlOrigin() })
+  // configured credentials stand in for an anonymous client's only once the origin has said that
+  // anyone may have the blob (an anonymous HEAD with the raw client): they change who fetches
+  // (rate limits), never what an anonymous client may pull through the mirror
+  const originClient = credentials.size > 0
+    ? withConfiguredCredentials(client, credentials, {
+      beforeBlob: async (ep, repository, digest, signal) => {
+        await localAccess.check({ registry: ep.name, repository, digest, credentials: ANONYMOUS }, signal)
+      }
+    })
+    : client
+  const originAccess = new OriginAccess({ client: originClient, resolveEndpoint: originEndpoint, downloadLimiter, urls: new UrlOrigin() })
   // a private blob held here (or being fetched for another client) goes to a client only with the origin's word
   const localAccess = new AccessChecker({
     client,

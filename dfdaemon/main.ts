@@ -45,6 +45,10 @@ const program = new Command()
   .option('--allow-client <cidr>', 'client network allowed to use the mirror besides loopback (repeatable)', collect)
   .option('--tls-cert <file>', 'serve the mirror over HTTPS with this PEM certificate')
   .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+  .option('--credentials-file <file>', 'YAML file registries: { NAME: { username, password } }: credentials for this node\'s own fetches when the client sent none')
+  .option('--docker-config <file>', 'Docker config.json (auths) with credentials for this node\'s own fetches when the client sent none')
+  .option('--ca-file <file>', 'extra CA bundle (PEM) trusted for upstream HTTPS, besides the system CAs')
+  .option('--insecure-skip-verify', 'do not verify upstream TLS certificates (insecure; explicit opt-in)')
   .option('--config <file>', 'YAML config file (flags override it)')
   .option('--log-level <level>', `trace|debug|info|warn|error|silent (default ${DAEMON_DEFAULTS.logLevel})`)
   .addHelpText('after', `\nSubcommand:\n  print-config ${RUNTIMES.join('|')} [options]  print the snippet that points that runtime at this mirror, for these settings (starts nothing)`)
@@ -76,6 +80,10 @@ function flagsOf (o: Opts): Record<string, unknown> {
     allowClients: o.allowClient,
     tlsCert: o.tlsCert,
     tlsKey: o.tlsKey,
+    credentialsFile: o.credentialsFile,
+    dockerConfig: o.dockerConfig,
+    caFile: o.caFile,
+    insecureSkipVerify: o.insecureSkipVerify as unknown as boolean | undefined,
     logLevel: o.logLevel
   }
 }

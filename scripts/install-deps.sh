@@ -2,9 +2,11 @@
 # Debian packages the tests use: the CNCF distribution registry (docker-registry), the real
 # clients (skopeo, podman, containerd/ctr, docker.io's dockerd), iproute2 and util-linux for the
 # network namespace Docker's test runs in (ip netns, nsenter), htpasswd and openssl for the auth
-# modes. Idempotent; installing docker.io starts no daemon (the tests start their own).
+# modes, docker-compose for the compose file check. Idempotent; installing docker.io starts no daemon (the tests start their own).
 set -euo pipefail
 pkgs=(docker-registry skopeo podman containerd runc docker.io iproute2 util-linux apache2-utils openssl curl ca-certificates)
+# Debian's docker-compose (1.29) checks compose/docker-compose.yml (test/unit/compose); added when apt offers it
+if apt-cache policy docker-compose 2>/dev/null | grep -q 'Candidate: [0-9]'; then pkgs+=(docker-compose); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

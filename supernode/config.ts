@@ -35,7 +35,15 @@ export const SupernodeConfigSchema = Type.Object({
   /** Lifetime of a private blob's ticket, in seconds. */
   ticketTtl: Type.Integer({ minimum: 10, maximum: 86_400 }),
   /** How long an origin access decision is remembered, in seconds (refusals: at most 10). */
-  accessCacheTtl: Type.Integer({ minimum: 1, maximum: 3600 })
+  accessCacheTtl: Type.Integer({ minimum: 1, maximum: 3600 }),
+  /** YAML/JSON file `registries: { name: { username, password } }`: credentials for this node's own fetches when the client sent none. */
+  credentialsFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** Docker's config.json (`auths`): credentials for this node's own fetches when the client sent none. */
+  dockerConfig: Type.Optional(Type.String({ minLength: 1 })),
+  /** Extra CA bundle (PEM) trusted for upstream HTTPS, besides the system CAs. */
+  caFile: Type.Optional(Type.String({ minLength: 1 })),
+  /** Do not verify upstream TLS certificates (explicit opt-in; logged as a warning). */
+  insecureSkipVerify: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
 export type SupernodeConfig = Static<typeof SupernodeConfigSchema>

@@ -25,6 +25,10 @@ interface Flags {
   protectMetrics?: boolean
   ticketTtl?: string
   accessCacheTtl?: string
+  credentialsFile?: string
+  dockerConfig?: string
+  caFile?: string
+  insecureSkipVerify?: boolean
 }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
@@ -50,6 +54,10 @@ function parseArgs (argv: string[]): Flags {
     .option('--protect-metrics', 'require the operator token for /metrics and /healthz too')
     .option('--ticket-ttl <seconds>', `lifetime of a private blob's ticket (default ${SUPERNODE_DEFAULTS.ticketTtl})`)
     .option('--access-cache-ttl <seconds>', `how long an origin access decision is cached (default ${SUPERNODE_DEFAULTS.accessCacheTtl})`)
+    .option('--credentials-file <file>', 'YAML file registries: { NAME: { username, password } }: credentials for this node\'s own fetches when the client sent none')
+    .option('--docker-config <file>', 'Docker config.json (auths) with credentials for this node\'s own fetches when the client sent none')
+    .option('--ca-file <file>', 'extra CA bundle (PEM) trusted for upstream HTTPS, besides the system CAs')
+    .option('--insecure-skip-verify', 'do not verify upstream TLS certificates (insecure; explicit opt-in)')
     .showHelpAfterError()
   program.parse(argv)
   return program.opts<Flags>()
@@ -85,7 +93,11 @@ function readConfig (flags: Flags): SupernodeConfig {
       apiTokenFile: flags.apiTokenFile,
       protectMetrics: flags.protectMetrics,
       ticketTtl: flags.ticketTtl,
-      accessCacheTtl: flags.accessCacheTtl
+      accessCacheTtl: flags.accessCacheTtl,
+      credentialsFile: flags.credentialsFile,
+      dockerConfig: flags.dockerConfig,
+      caFile: flags.caFile,
+      insecureSkipVerify: flags.insecureSkipVerify
     }
   })
   if (config.dataDir === '') throw new ConfigError('a data directory is required (--data-dir or dataDir)')

@@ -29,6 +29,8 @@ import { BlobAccess } from './auth/blob-access.js'
 import { BlobVisibility } from '../shared/security/blob-visibility.js'
 import { loadSwarmKey } from '../shared/security/swarm-key.js'
 import { readTokenFile, warnIfExposed } from '../shared/security/secret-file.js'
+import { CredentialStore, withConfiguredCredentials } from '../shared/oci/credential-store.js'
+import { loadUpstreamTls } from '../shared/oci/upstream-tls.js'
 
 export interface SupernodeDeps {
   logger: Logger
@@ -73,7 +75,11 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     announce: config.announce,
     psk: config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile, logger) : undefined
   })
-  const client = deps.client ?? new RegistryClient({ logger })
+  const client = deps.client ?? new RegistryClient({ logger, tls: loadUpstreamTls({ caFile: config.caFile, insecureSkipVerify: config.insecureSkipVerify }, logger) })
+  // configured credentials serve the supernode's own fetches (origin fetch, preheat) for requests
+  // without any; the access checks below keep the raw client, so they never grant a client a blob
+  const credentials = CredentialStore.load({ credentialsFile: config.credentialsFile, dockerConfig: config.dockerConfig }, logger)
+  const ownClient = credentials.size > 0 ? withConfiguredCredentials(client, credentials) : client
   const urls = new UrlOrigin()
   const resolve = (name: string): ReturnType<typeof resolveEndpoint> => resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
   const visibility = new BlobVisibility(join(config.dataDir, 'public'))
@@ -85,7 +91,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   }, { ticketTtlMs: config.ticketTtl * 1000 })
   const originFetcher = new OriginFetcher({
     store,
-    client,
+    client: ownClient,
     resolveEndpoint: name => resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries }),
     logger,
     metrics: counters,
@@ -102,7 +108,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   })
   const urlAccess = new UrlAccess({ visibility, store, running: () => originFetcher.running(), tickets: blobAccess })
   // preheat resolves manifests: only with a client that can fetch them (a RegistryClient)
-  const manifestClient = typeof (client as Partial<ManifestClient>).getManifest === 'function' ? client as unknown as ManifestClient : undefined
+  const manifestClient = typeof (ownClient as Partial<ManifestClient>).getManifest === 'function' ? ownClient as unknown as ManifestClient : undefined
   const preheat = manifestClient != null ? new PreheatManager({ fetcher: originFetcher, client: manifestClient, resolveEndpoint: resolve, logger }) : undefined
   const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess, urls: { resolver: urlResolver, access: urlAccess } })
   const trackerState = new TrackerState()

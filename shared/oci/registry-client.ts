@@ -26,6 +26,8 @@ export interface RegistryClientInit {
   /** Longest silence while reading a body. */
   bodyTimeoutMs?: number
   tokenCache?: TokenCache
+  /** Upstream TLS: extra CAs (with the system ones) and/or no verification (see upstream-tls.ts). */
+  tls?: { ca?: string | Buffer | Array<string | Buffer>, rejectUnauthorized?: boolean }
 }
 
 export const DEFAULT_USER_AGENT = 'damselfly/0.1'
@@ -74,7 +76,8 @@ export class RegistryClient {
     this.agent = new Agent({
       connectTimeout: init.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       headersTimeout: init.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
-      bodyTimeout: init.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS
+      bodyTimeout: init.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+      ...(init.tls !== undefined ? { connect: { ...init.tls } } : {})
     })
     this.auth = new RegistryAuth({ dispatcher: this.agent, tokenCache: init.tokenCache ?? new TokenCache(), logger: this.log, userAgent: this.userAgent })
   }
