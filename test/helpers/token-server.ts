@@ -103,6 +103,27 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1')
     if (url.pathname !== '/token') { res.writeHead(404).end(); return }
+    if (req.method === 'POST') {
+      // OAuth2 (what containerd sends when it has credentials): a form with grant_type, username, password, scope
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => { chunks.push(c) })
+      req.on('end', () => {
+        const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+        if (form.get('grant_type') !== 'password') {
+          res.writeHead(400, { 'content-type': 'application/json' })
+          res.end(JSON.stringify({ error: 'unsupported_grant_type' }))
+          return
+        }
+        const name = form.get('username') ?? ''
+        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== form.get('password')) {
+          res.writeHead(401, { 'content-type': 'application/json' })
+          res.end(JSON.stringify({ error: 'invalid_grant' }))
+          return
+        }
+        answer(res, name, form.getAll('scope'))
+      })
+      return
+    }
     let user = ''
     const auth = req.headers.authorization
     if (auth !== undefined) {
@@ -117,8 +138,13 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
       }
       user = name
     }
+    answer(res, user, url.searchParams.getAll('scope'))
+  }
+
+  /** A token for `user` granting what it may of the requested scopes. */
+  const answer = (res: ServerResponse, user: string, scopes: string[]): void => {
     const access: Access[] = []
-    for (const scope of url.searchParams.getAll('scope').flatMap((s) => s.split(' '))) {
+    for (const scope of scopes.flatMap((s) => s.split(' '))) {
       const wanted = parseScope(scope)
       if (wanted?.type !== 'repository') continue
       const actions = wanted.actions.filter((a) => allowed(user, wanted.name, a))
