@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench [-- --quick]`: N emulated hosts pulling one image at once through damselfly,
+ * straight from the origin, through an nginx cache and over BitTorrent, on one namespace network
+ * with a per-host bandwidth cap. Prints the table; writes JSON, Markdown and SVG to
+ * test/bench/results/. Everything it creates is removed at the end, on failure and on SIGINT.
+ */
+import '../../shared/polyfill.js'
+import { fileURLToPath } from 'node:url'
+import { Cleanup } from './cleanup.js'
+import { markdownTable } from './report.js'
+import { runBench } from './run.js'
+import { parseArgs, USAGE } from './scenarios.js'
+
+const DEFAULT_OUT = fileURLToPath(new URL('../../../test/bench/results/', import.meta.url))
+const out = (s: string): void => { process.stdout.write(s) }
+
+async function main (): Promise<number> {
+  const argv = process.argv.slice(2)
+  if (argv.includes('--help') || argv.includes('-h')) { out(`${USAGE}\n`); return 0 }
+  let opts
+  try {
+    opts = parseArgs(argv, DEFAULT_OUT)
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n`)
+    return 2
+  }
+  if (opts.mode === 'netns' && process.getuid?.() !== 0) {
+    process.stderr.write('bench: the emulated network needs root (network namespaces, tc); run as root, or --loopback for an uncapped run\n')
+    return 2
+  }
+  const cleanup = new Cleanup()
+  let interrupted = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return
+    interrupted = true
+    process.stderr.write(`bench: ${signal}: stopping processes, removing namespaces, routes and temp dirs\n`)
+    cleanup.runAll()
+    process.exit(130)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  process.on('exit', () => { cleanup.runAll() })
+  try {
+    const run = await runBench(opts, cleanup, (line) => { out(`bench: ${line}\n`) })
+    out(`\n${markdownTable(run.results)}\n`)
+    out(`load average before ${run.machine.loadBefore.join(' ')}, after ${run.machine.loadAfter?.join(' ')} on ${run.machine.cores} cores\n`)
+    out(`wrote ${run.files.json}, ${run.files.markdown}, ${run.files.svg}\n`)
+    return run.results.some((r) => r.failures > 0) ? 1 : 0
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error)?.stack ?? String(err)}\n`)
+    return 1
+  } finally {
+    cleanup.runAll()
+  }
+}
+
+main().then((code) => { process.exitCode = code }, () => { process.exitCode = 1 })

@@ -1,0 +1,174 @@
+/**
+ * One bench run: push the images, build the hosts, then for every image, every N and every
+ * system start the system cold, let N hosts pull at the same moment, take the figures, tear the
+ * system down. The CLI (main.ts) and the smoke test both come through here.
+ */
+import { execFileSync } from 'node:child_process'
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import type { Cleanup } from './cleanup.js'
+import { machineJiffies, procStats } from './proc.js'
+import { summarize, type ScenarioResult } from './figures.js'
+import { loopbackTopology, netnsTopology, type Topology } from './hosts.js'
+import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
+import { markdownTable, svgChart } from './report.js'
+import type { BenchOptions, SystemName } from './scenarios.js'
+import { startBittorrent } from './systems/bittorrent.js'
+import { startDamselfly } from './systems/damselfly.js'
+import { startDirect } from './systems/direct.js'
+import { startNginx } from './systems/nginx.js'
+import type { Collected, RunningSystem, ScenarioContext, SystemFactory } from './systems/system.js'
+
+const FACTORIES: Record<SystemName, SystemFactory> = { damselfly: startDamselfly, direct: startDirect, nginx: startNginx, bittorrent: startBittorrent }
+
+/** Programs each part needs, and the Debian package that has each. */
+const NEEDS: Record<string, Array<[string, string]>> = {
+  base: [['docker-registry', 'docker-registry'], ['skopeo', 'skopeo'], ['curl', 'curl']],
+  netns: [['ip', 'iproute2'], ['tc', 'iproute2'], ['nsenter', 'util-linux']],
+  damselfly: [],
+  direct: [],
+  nginx: [['nginx', 'nginx']],
+  bittorrent: [['aria2c', 'aria2'], ['mktorrent', 'mktorrent'], ['opentracker', 'opentracker']]
+}
+
+function missing (part: string): Array<[string, string]> {
+  return NEEDS[part].filter(([bin]) => {
+    try { execFileSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`], { stdio: 'ignore' }); return false } catch { return true }
+  })
+}
+
+export interface Machine { cpu: string, cores: number, memGiB: number, kernel: string, node: string, loadBefore: number[], loadAfter?: number[], date: string, label: string }
+
+export interface BenchRun {
+  machine: Machine
+  options: BenchOptions
+  skipped: Array<{ system: SystemName, reason: string }>
+  results: ScenarioResult[]
+  files: { json: string, markdown: string, svg: string }
+}
+
+export type Log = (line: string) => void
+
+/** Whether every blob of the image is in `dest` with its size (skopeo has checked the digests). */
+async function complete (dest: string, image: PreparedImage): Promise<boolean> {
+  // skopeo writes dir:DEST/<hex>; the torrent has them under DEST/image/<hex>
+  for (const base of [dest, join(dest, 'image')]) {
+    let all = true
+    for (const b of image.blobs) {
+      const s = await stat(join(base, b.digest.slice(7))).catch(() => undefined)
+      if (s?.size !== b.size) { all = false; break }
+    }
+    if (all) return true
+  }
+  return false
+}
+
+async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedImage, n: number, system: SystemName, storage: string, workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult> {
+  const dir = join(workDir, `${image.spec.name}-n${n}-${system}`)
+  await mkdir(dir, { recursive: true })
+  const origin = await startOrigin(topo.origin, storage, dir, 'origin', cleanup)
+  let sys: RunningSystem | undefined
+  const times: number[] = []
+  let failures = 0
+  let error: string | undefined
+  let collected: Collected = { processes: [] }
+  let originCount = { bytes: 0, blobGets: 0 }
+  let machineBusy = NaN
+  let loadAtStart = NaN
+  try {
+    const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
+    sys = await FACTORIES[system](ctx)
+    const started = sys
+    const baseCpu = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s.cpuSeconds]))
+    loadAtStart = loadavg()[0]
+    const j0 = await machineJiffies()
+    const t0 = performance.now()
+    const outcomes = await Promise.allSettled(ctx.clients.map(async (_, i) => {
+      const dest = join(dir, `pull-${i + 1}`)
+      await started.pull(i, dest)
+      const t = (performance.now() - t0) / 1000
+      if (!await complete(dest, image)) throw new Error(`host ${i + 1}: the pulled image is incomplete`)
+      await rm(dest, { recursive: true, force: true })
+      return t
+    }))
+    const j1 = await machineJiffies()
+    machineBusy = (j1.busy - j0.busy) / Math.max(1, j1.total - j0.total)
+    for (const o of outcomes) {
+      if (o.status === 'fulfilled') times.push(o.value)
+      else { failures++; error ??= String((o.reason as Error)?.message ?? o.reason).slice(0, 2000) }
+    }
+    collected = await sys.collect()
+    // CPU of the pulls only: what each process had used by the start is left out
+    collected.processes = collected.processes.map((p) => ({ ...p, cpuSeconds: Math.max(0, p.cpuSeconds - (baseCpu.get(p.name) ?? 0)) }))
+  } catch (err) {
+    failures = n - times.length
+    error = String((err as Error)?.message ?? err).slice(0, 2000)
+  } finally {
+    await sys?.stop().catch(() => undefined)
+    const counted = await origin.stop()
+    originCount = { bytes: counted.bytes, blobGets: counted.blobGets }
+    if (opts.keep !== true) await rm(dir, { recursive: true, force: true })
+  }
+  const r = summarize({
+    system, image: image.spec.name, imageBytes: image.bytes, layers: image.spec.layers, hosts: n, rateBps: topo.rateBps,
+    times, failures, error, origin: originCount, bytesBySource: collected.bytesBySource, serverUploadBytes: collected.serverUploadBytes, processes: collected.processes,
+    machineBusy, loadAtStart
+  })
+  const ratio = r.maxRatio === null ? '' : ` (${r.p50Ratio?.toFixed(2)}× / ${r.maxRatio.toFixed(2)}× the bound)`
+  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
+  return r
+}
+
+export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log): Promise<BenchRun> {
+  const absent = [...missing('base'), ...(opts.mode === 'netns' ? missing('netns') : [])]
+  if (absent.length > 0) throw new Error(`missing programs: ${absent.map(([b, p]) => `${b} (Debian package ${p})`).join(', ')}`)
+  const skipped: BenchRun['skipped'] = []
+  const systems = opts.systems.filter((s) => {
+    const m = missing(s)
+    if (m.length === 0) return true
+    const reason = `needs ${m.map(([b, p]) => `${b} (apt-get install ${p})`).join(', ')}`
+    log(`skipping ${s}: ${reason}`)
+    skipped.push({ system: s, reason })
+    return false
+  })
+  const machine: Machine = {
+    cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(),
+    node: process.version, loadBefore: loadavg().map((x) => Number(x.toFixed(2))), date: new Date().toISOString(), label: opts.label
+  }
+  const workDir = await mkdtemp(join(tmpdir(), 'damselfly-bench-'))
+  if (opts.keep === true) log(`keeping ${workDir}`)
+  else cleanup.dir(workDir)
+  await chmod(workDir, 0o755) // opentracker reads its whitelist here after dropping to nobody
+  const storage = join(workDir, 'origin-storage')
+  log(`pushing ${opts.images.map((i) => i.name).join(', ')} to the origin's storage`)
+  const images = await prepareImages(opts.images, storage, workDir, cleanup)
+  const maxN = Math.max(...opts.hostCounts)
+  const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup) : loopbackTopology(maxN)
+  log(opts.mode === 'netns'
+    ? `hosts: origin ${topo.origin.addr}, server ${topo.server.addr}, clients ${topo.clients[0].addr}…${topo.clients[maxN - 1].addr}, ${opts.rate} each way`
+    : `hosts: all on 127.0.0.1, no cap`)
+  const results: ScenarioResult[] = []
+  try {
+    for (const image of images) {
+      for (const n of opts.hostCounts) {
+        for (const system of systems) results.push(await runScenario(opts, topo, image, n, system, storage, workDir, cleanup, log))
+      }
+    }
+  } finally {
+    topo.down()
+  }
+  machine.loadAfter = loadavg().map((x) => Number(x.toFixed(2)))
+  await mkdir(opts.outDir, { recursive: true })
+  const files = { json: join(opts.outDir, 'results.json'), markdown: join(opts.outDir, 'results.md'), svg: join(opts.outDir, 'results.svg') }
+  const run: BenchRun = { machine, options: opts, skipped, results, files }
+  const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
+  const net = opts.mode === 'netns' ? `${opts.rate} per host each way (tbf)` : 'loopback, no cap'
+  const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
+  await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
+  await writeFile(files.markdown, `Bench ${machine.date} — ${where}; ${net}; ${load}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${markdownTable(results)}`)
+  await writeFile(files.svg, svgChart(results, `damselfly bench, ${net}`))
+  if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
+  return run
+}

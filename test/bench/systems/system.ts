@@ -1,0 +1,52 @@
+/** The contract every compared system fulfils for one scenario, and the pull every host runs. */
+import { mkdir } from 'node:fs/promises'
+import type { Cleanup } from '../cleanup.js'
+import type { Host, Topology } from '../hosts.js'
+import type { Origin, PreparedImage } from '../origin.js'
+import { startProc, type ProcStats } from '../proc.js'
+
+export interface ScenarioContext {
+  topo: Topology
+  /** The N pulling hosts of this scenario. */
+  clients: Host[]
+  origin: Origin
+  image: PreparedImage
+  /** This system's scratch dir for this scenario (logs, stores, pulled copies). */
+  dir: string
+  cleanup: Cleanup
+  pullTimeoutSec: number
+}
+
+export interface Collected {
+  processes: ProcStats[]
+  /** Bytes the pulling hosts received, by where they came from (damselfly: its piece sources). */
+  bytesBySource?: Record<string, number>
+  /** Bytes the server host uploaded (supernode, nginx, seeder), when it can be told. */
+  serverUploadBytes?: number
+}
+
+export interface RunningSystem {
+  /** Start host `i`'s pull into `dest`; resolves when the image is complete there. */
+  pull: (i: number, dest: string) => Promise<void>
+  /** The processes running before the pulls start, so their start-up CPU can be left out. */
+  procs?: () => Array<{ name: string, pid: number }>
+  /** Figures taken after every pull finished, before stop. */
+  collect: () => Promise<Collected>
+  stop: () => Promise<void>
+}
+
+export type SystemFactory = (ctx: ScenarioContext) => Promise<RunningSystem>
+
+/** skopeo copy `docker://REGISTRY/repo:tag` → `dir:DEST`, inside `host`. */
+export async function skopeoPull (ctx: ScenarioContext, host: Host, registry: string, dest: string, name: string): Promise<void> {
+  await mkdir(dest, { recursive: true })
+  const proc = startProc(host, name, [
+    'skopeo', 'copy', '--quiet', '--src-tls-verify=false', '--retry-times', '0',
+    `docker://${registry}/${ctx.image.repository}:${ctx.image.tag}`, `dir:${dest}`
+  ], ctx.dir, ctx.cleanup)
+  const timer = setTimeout(() => { proc.child.kill('SIGKILL') }, ctx.pullTimeoutSec * 1000)
+  await proc.exited
+  clearTimeout(timer)
+  await proc.stop()
+  if (proc.child.exitCode !== 0) throw new Error(`${name}: skopeo failed (${proc.child.exitCode ?? proc.child.signalCode}): ${await proc.logTail()}`)
+}
