@@ -73,6 +73,22 @@ export async function waitHealthy (url: string, proc: RunningProcess, attempts =
   throw new Error(`${proc.name} did not become healthy at ${url}:\n${await proc.logs()}`)
 }
 
+/**
+ * Wait until a just-started process answers /healthz on `port` (through the
+ * namespace relay when it runs in one); kill it if it never does.
+ */
+async function healthyOrKilled (proc: RunningProcess, port: number, netns?: InNetns): Promise<{ url: string, testUrl: string }> {
+  const url = `http://127.0.0.1:${port}`
+  try {
+    const testUrl = netns != null ? await netns.forward(port) : url
+    await waitHealthy(`${testUrl}/healthz`, proc)
+    return { url, testUrl }
+  } catch (err) {
+    await proc.kill()
+    throw err
+  }
+}
+
 export interface SupernodeProcess extends RunningProcess {
   url: string
   /** Where this test process reaches `url` (differs when it runs in a network namespace). */
@@ -87,15 +103,7 @@ export async function startSupernode (opts: { dataDir: string, logDir: string, n
   const proc = spawnNode(opts.name ?? 'supernode', SUPERNODE_BIN, [
     '--port', String(port), '--p2p-port', String(p2pPort), '--data-dir', opts.dataDir, '--host', '127.0.0.1', '--log-level', 'debug', ...(opts.extraArgs ?? [])
   ], opts.logDir, opts.netns?.prefix)
-  const url = `http://127.0.0.1:${port}`
-  let testUrl = url
-  try {
-    if (opts.netns != null) testUrl = await opts.netns.forward(port)
-    await waitHealthy(`${testUrl}/healthz`, proc)
-  } catch (err) {
-    await proc.kill()
-    throw err
-  }
+  const { url, testUrl } = await healthyOrKilled(proc, port, opts.netns)
   return { ...proc, url, testUrl, port, p2pPort }
 }
 
@@ -116,15 +124,7 @@ export async function startDaemon (opts: { name: string, supernode: string, upst
     '--supernode', opts.supernode, '--upstream', opts.upstream, '--port', String(port), '--p2p-port', String(p2pPort),
     '--data-dir', opts.dataDir, '--host', '127.0.0.1', '--log-level', 'debug', ...(opts.extraArgs ?? [])
   ], opts.logDir, opts.netns?.prefix)
-  const url = `http://127.0.0.1:${port}`
-  let testUrl = url
-  try {
-    if (opts.netns != null) testUrl = await opts.netns.forward(port)
-    await waitHealthy(`${testUrl}/healthz`, proc)
-  } catch (err) {
-    await proc.kill()
-    throw err
-  }
+  const { url, testUrl } = await healthyOrKilled(proc, port, opts.netns)
   return { ...proc, url, testUrl, host: `127.0.0.1:${port}`, port, p2pPort }
 }
 

@@ -11,15 +11,13 @@ import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { request } from 'undici'
 import { BlobStore } from '../../shared/store/blob-store.js'
-import { digestOf, sha256Hex, type Digest } from '../../shared/oci/digest.js'
-import { newManifest, type PieceManifest } from '../../shared/pieces/piece-manifest.js'
-import { pieceCount, pieceRange } from '../../shared/pieces/piece-math.js'
+import { digestOf } from '../../shared/oci/digest.js'
 import type { EvictReason } from '../../shared/store/disk-quota.js'
 import { collect, rejectsWithName } from '../helpers/assertions.js'
+import { makeBlob, type TestBlob } from '../helpers/blobs.js'
 import { startRegistry, type TestRegistry } from '../helpers/registry.js'
 import { pushImage, type PushedImage } from '../helpers/images.js'
 import { startSupernode, startDaemon, scrapeMetric, type SupernodeProcess, type DaemonProcess } from '../helpers/processes.js'
@@ -30,25 +28,6 @@ const MiB = 1 << 20
 const TMPFS_SIZE = 24 * MiB
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-interface TestBlob { bytes: Buffer, digest: Digest, manifest: () => PieceManifest, piece: (i: number) => Buffer, count: number }
-
-function makeBlob (size: number, pieceSize: number): TestBlob {
-  const bytes = randomBytes(size)
-  const digest = digestOf(bytes)
-  const piece = (i: number): Buffer => { const r = pieceRange(size, pieceSize, i); return bytes.subarray(r.start, r.end) }
-  const count = pieceCount(size, pieceSize)
-  return {
-    bytes,
-    digest,
-    piece,
-    count,
-    manifest: () => {
-      const m = newManifest(digest, size, pieceSize)
-      for (let i = 0; i < count; i++) m.pieces[i] = sha256Hex(piece(i))
-      return m
-    }
-  }
-}
 
 async function free (path: string): Promise<number> {
   const st = await statfs(path)

@@ -6,47 +6,16 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { BlobStore } from '../../../shared/store/blob-store.js'
-import { digestOf, sha256Hex, type Digest } from '../../../shared/oci/digest.js'
-import { newManifest, type PieceManifest } from '../../../shared/pieces/piece-manifest.js'
-import { pieceCount, pieceRange } from '../../../shared/pieces/piece-math.js'
+import { digestOf, sha256Hex } from '../../../shared/oci/digest.js'
+import { newManifest } from '../../../shared/pieces/piece-manifest.js'
 import { collect, rejectsWithName } from '../../helpers/assertions.js'
+import { makeBlob as makeTestBlob, type TestBlob } from '../../helpers/blobs.js'
 
 const logger = pino({ level: 'silent' })
 const tick = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
 const PIECE = 256 << 10
 
-interface TestBlob {
-  bytes: Buffer
-  digest: Digest
-  /** A manifest with every piece hash known. */
-  manifest: () => PieceManifest
-  /** A manifest that knows no piece hash yet. */
-  bare: () => PieceManifest
-  piece: (i: number) => Buffer
-  count: number
-}
-
-function makeBlob (size: number, pieceSize = PIECE): TestBlob {
-  const bytes = randomBytes(size)
-  const digest = digestOf(bytes)
-  const piece = (i: number): Buffer => {
-    const { start, end } = pieceRange(size, pieceSize, i)
-    return bytes.subarray(start, end)
-  }
-  const count = pieceCount(size, pieceSize)
-  return {
-    bytes,
-    digest,
-    piece,
-    count,
-    bare: () => newManifest(digest, size, pieceSize),
-    manifest: () => {
-      const m = newManifest(digest, size, pieceSize)
-      for (let i = 0; i < count; i++) m.pieces[i] = sha256Hex(piece(i))
-      return m
-    }
-  }
-}
+const makeBlob = (size: number, pieceSize = PIECE): TestBlob => makeTestBlob(size, pieceSize)
 
 describe('BlobStore', () => {
   let root: string

@@ -3,39 +3,18 @@ import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { BlobStore, type BlobStoreInit } from '../../../shared/store/blob-store.js'
 import type { DiskQuotaInit } from '../../../shared/store/disk-quota.js'
-import { digestOf, sha256Hex, type Digest } from '../../../shared/oci/digest.js'
-import { newManifest, type PieceManifest } from '../../../shared/pieces/piece-manifest.js'
-import { pieceCount, pieceRange } from '../../../shared/pieces/piece-math.js'
 import { collect, rejectsWithName } from '../../helpers/assertions.js'
+import { makeBlob as makeTestBlob, type TestBlob } from '../../helpers/blobs.js'
 
 const logger = pino({ level: 'silent' })
 const PIECE = 64 << 10
 const SIZE = 4 * PIECE
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-interface TestBlob { bytes: Buffer, digest: Digest, manifest: () => PieceManifest, piece: (i: number) => Buffer, count: number }
-
-function makeBlob (size = SIZE): TestBlob {
-  const bytes = randomBytes(size)
-  const digest = digestOf(bytes)
-  const piece = (i: number): Buffer => { const r = pieceRange(size, PIECE, i); return bytes.subarray(r.start, r.end) }
-  const count = pieceCount(size, PIECE)
-  return {
-    bytes,
-    digest,
-    piece,
-    count,
-    manifest: () => {
-      const m = newManifest(digest, size, PIECE)
-      for (let i = 0; i < count; i++) m.pieces[i] = sha256Hex(piece(i))
-      return m
-    }
-  }
-}
+const makeBlob = (size = SIZE): TestBlob => makeTestBlob(size, PIECE)
 
 describe('BlobStore quota and eviction', () => {
   let root: string
