@@ -48,6 +48,7 @@ describe('docker (dockerd --registry-mirror) through a dfdaemon, in a loopback-o
     await Promise.allSettled([daemon?.stop(), supernode?.stop()])
     await origin?.stop()
     await netns?.remove()
+    if (dir == null) return
     await unmountUnder(dir)
     if (process.env.DAMSELFLY_KEEP_TEST_DIR == null) await rm(dir, { recursive: true, force: true })
   })
