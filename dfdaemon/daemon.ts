@@ -15,6 +15,7 @@ import { SupernodeClient } from './swarm/supernode-client.js'
 import { BlobDownload } from './swarm/blob-download.js'
 import { RarestFirstPolicy } from './swarm/piece-policy.js'
 import { peerPieceSource } from './swarm/peer-source.js'
+import { PieceClient } from '../shared/p2p/piece-client.js'
 import { SwarmBlobProvider } from './swarm/swarm-blob-provider.js'
 import { OriginAccess } from './swarm/origin-source.js'
 import { VerifiedPieces } from './swarm/verified-pieces.js'
@@ -88,6 +89,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
   const metrics = new DaemonMetrics(registry, { connections: () => node.getConnections().length })
   const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode, pin })
   const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger })
+  const pieceClient = new PieceClient(node)
   const policy = new RarestFirstPolicy()
   const uploadLimit = parseBytes(config.uploadLimit)
   const downloadLimit = parseBytes(config.downloadLimit)
@@ -120,9 +122,9 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       supernodeSource: (manifest, has) => {
         const peer = supernode.knownPeerId()
         if (peer == null) throw new Error('supernode identity unknown')
-        return peerPieceSource(node, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight, downloadLimiter, ticket: () => blobs.active(manifest.digest.value)?.ticket })
+        return peerPieceSource(pieceClient, peer, manifest, has, { kind: 'supernode', maxInFlight: config.supernodeInFlight, downloadLimiter, ticket: () => blobs.active(manifest.digest.value)?.ticket })
       },
-      peerSource: (manifest, neighbour) => peerPieceSource(node, neighbour.peer, manifest, (i) => neighbour.bitfield.has(i), {
+      peerSource: (manifest, neighbour) => peerPieceSource(pieceClient, neighbour.peer, manifest, (i) => neighbour.bitfield.has(i), {
         kind: 'peer', maxInFlight: config.peerInFlight, downloadLimiter, ticket: () => blobs.active(manifest.digest.value)?.ticket
       }),
       origin: originAccess
@@ -261,6 +263,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       ready = false
       await seeder.stop()
       blobs.close()
+      pieceClient.close()
       await app.close()
       await swarmHandler.stop()
       await pieceServer.stop()

@@ -106,8 +106,9 @@ export class OriginAccess {
         }
         // a piece hash known from the supernode or a peer must match; otherwise writePiece records it
         const expected = manifest.pieces[index]
-        if (expected != null && sha256Hex(bytes) !== expected) throw new DigestMismatchError(`piece ${index} of ${req.digest.value} from the origin failed verification`)
-        return bytes
+        const sha256 = sha256Hex(bytes)
+        if (expected != null && sha256 !== expected) throw new DigestMismatchError(`piece ${index} of ${req.digest.value} from the origin failed verification`)
+        return { bytes, sha256 }
       }
     }
   }

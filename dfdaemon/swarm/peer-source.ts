@@ -1,8 +1,7 @@
 import type { PeerId } from '@libp2p/interface'
-import { fetchPiece } from '../../shared/p2p/piece-protocol.js'
+import type { PieceClient } from '../../shared/p2p/piece-client.js'
 import { pieceLength } from '../../shared/pieces/piece-math.js'
 import type { PieceManifest } from '../../shared/pieces/piece-manifest.js'
-import type { DamselflyNode } from '../../shared/p2p/node.js'
 import { ProtocolError } from '../../shared/errors.js'
 import type { PieceSource, SourceKind } from './piece-source.js'
 import type { RateLimiter } from '../../shared/rate-limiter.js'
@@ -25,7 +24,7 @@ export function pieceTimeoutMs (length: number, min = 10_000, perMiB = 4_000): n
 }
 
 /** A libp2p peer (the supernode or a neighbour) as a piece source for one blob. */
-export function peerPieceSource (libp2p: DamselflyNode, peer: PeerId, manifest: PieceManifest, has: (index: number) => boolean, init: PeerSourceInit): PieceSource {
+export function peerPieceSource (client: PieceClient, peer: PeerId, manifest: PieceManifest, has: (index: number) => boolean, init: PeerSourceInit): PieceSource {
   return {
     id: peer.toString(),
     kind: init.kind,
@@ -37,7 +36,7 @@ export function peerPieceSource (libp2p: DamselflyNode, peer: PeerId, manifest: 
       const length = pieceLength(manifest.size, manifest.pieceSize, index)
       await init.downloadLimiter?.take(length, signal)
       const timeout = pieceTimeoutMs(length, init.minPieceTimeoutMs, init.msPerMiB)
-      return await fetchPiece(libp2p, peer, {
+      const bytes = await client.fetch(peer, {
         digest: manifest.digest,
         index,
         sha256,
@@ -46,6 +45,7 @@ export function peerPieceSource (libp2p: DamselflyNode, peer: PeerId, manifest: 
         messageTimeoutMs: timeout,
         ticket: init.ticket?.()
       })
+      return { bytes, sha256 }
     }
   }
 }

@@ -205,7 +205,7 @@ export class PieceScheduler {
     reqs.set(source.id, ac)
     this.load.set(source.id, (this.load.get(source.id) ?? 0) + 1)
     this.c.metrics.piecesInFlight.inc()
-    source.fetch(index, ac.signal).then(async (bytes) => {
+    source.fetch(index, ac.signal).then(async ({ bytes, sha256 }) => {
       if (this.stopped || this.c.partial.bitfield.has(index) || this.writing.has(index)) {
         // an endgame duplicate that lost the race: received, but not needed
         this.c.metrics.wastedBytes.inc({ source: source.kind }, bytes.byteLength)
@@ -213,7 +213,8 @@ export class PieceScheduler {
       }
       this.writing.add(index)
       try {
-        await this.c.partial.writePiece(index, bytes)
+        // checked by the source: writePiece compares the hash, it need not compute it again
+        await this.c.partial.writePiece(index, bytes, sha256)
       } finally {
         this.writing.delete(index)
       }

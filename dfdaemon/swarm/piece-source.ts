@@ -1,6 +1,9 @@
 /** Where a piece can come from. */
 export type SourceKind = 'supernode' | 'peer' | 'origin'
 
+/** A piece's bytes and the sha256 (hex) they were checked against, or hashed to when none was known yet. */
+export interface VerifiedPiece { bytes: Uint8Array, sha256: string }
+
 /**
  * One place a download session can ask for pieces: the supernode, a
  * neighbouring daemon, or the origin itself. A source returns bytes already
@@ -14,5 +17,5 @@ export interface PieceSource {
   readonly maxInFlight: number
   /** Whether the source holds piece `index` now. */
   has: (index: number) => boolean
-  fetch: (index: number, signal: AbortSignal) => Promise<Uint8Array>
+  fetch: (index: number, signal: AbortSignal) => Promise<VerifiedPiece>
 }

@@ -1,9 +1,9 @@
 import type { Libp2p, PeerId, Stream, Connection, Startable } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import type { Logger } from 'pino'
 import { parseDigest, sha256Hex, type Digest } from '../oci/digest.js'
-import { DamselflyError, DigestMismatchError, ProtocolError, errorFromCode } from '../errors.js'
+import { DamselflyError, DigestMismatchError, ProtocolError, TimeoutError, errorFromCode } from '../errors.js'
 import { FramedStream } from './codec.js'
 import { PIECE_PROTOCOL } from './protocols.js'
 import type { RateLimiter } from '../rate-limiter.js'
@@ -17,6 +17,8 @@ export interface PieceSource {
 
 /** Largest piece request accepted; a real one is under 150 bytes, or about 450 with a ticket. */
 const MAX_REQUEST_BYTES = 2048
+/** How long the server keeps an idle piece stream waiting for the next request. */
+export const DEFAULT_SERVER_IDLE_MS = 60_000
 
 export const PieceRequest = Type.Object({
   digest: Type.String({ maxLength: 80 }),
@@ -40,6 +42,8 @@ export interface PieceServerInit {
   /** Concurrent piece streams per connection. */
   maxInboundStreams?: number
   messageTimeoutMs?: number
+  /** How long a stream may wait between requests before the server closes it. */
+  idleTimeoutMs?: number
   /** Called after a piece was sent, with its size (upload metrics, rate limits). */
   onUpload?: (bytes: number, peer: PeerId) => void
   /**
@@ -58,7 +62,10 @@ export interface PieceServerInit {
   authorize?: (digest: Digest, peer: PeerId, ticket: string | undefined) => Promise<void> | void
 }
 
-/** Serves one piece per stream: request {digest, index} → header, then the raw bytes. */
+/**
+ * Serves pieces: on each stream, request {digest, index} → header, then the raw
+ * bytes, again and again until the asker closes the stream or leaves it idle.
+ */
 export class PieceServer implements Startable {
   private readonly components: PieceServerComponents
   private readonly init: PieceServerInit
@@ -85,51 +92,62 @@ export class PieceServer implements Startable {
     // a request is a few dozen bytes and never followed by a payload: cap what a
     // peer can make us buffer per stream (the defaults allow 16 MiB, times 64 streams)
     const framed = new FramedStream(stream, { messageTimeoutMs: this.init.messageTimeoutMs, maxMessageBytes: MAX_REQUEST_BYTES, maxPayloadBytes: 0 })
+    const idleMs = this.init.idleTimeoutMs ?? DEFAULT_SERVER_IDLE_MS
     try {
-      const req = await framed.readMessage(PieceRequest)
-      const digest = parseDigest(req.digest)
-      if (this.init.authorize != null) {
+      // one request after another on the same stream, until the asker closes it or idles
+      for (let first = true; ; first = false) {
+        let req: Static<typeof PieceRequest> | null
         try {
-          await this.init.authorize(digest, connection.remotePeer, req.ticket)
+          req = await framed.readMessage(PieceRequest, { allowEnd: true, ...(first ? {} : { timeoutMs: idleMs }) })
         } catch (err) {
-          if (!(err instanceof DamselflyError)) throw err
-          await framed.writeMessage({ ok: false, code: err.code, message: err.message.slice(0, 200) })
-          await framed.close()
-          return
+          if (!first && err instanceof TimeoutError) break
+          throw err
         }
-      }
-      // a piece not held is "unknown", whatever the upload bounds or super-seeding would say
-      if (this.components.source.holdsPiece != null && !(await this.components.source.holdsPiece(digest, req.index))) {
-        await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
-        await framed.close()
-        return
-      }
-      const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
-      if (busy || (this.init.admit != null && !this.init.admit(digest, req.index, connection.remotePeer))) {
-        await framed.writeMessage({ ok: false, code: 'TOOMANYREQUESTS', message: busy ? 'too many uploads' : 'ask your neighbours' })
-        await framed.close()
-        return
-      }
-      this.uploads++
-      let bytes: Uint8Array | undefined
-      try {
-        bytes = await this.components.source.readPiece(digest, req.index)
-        if (bytes != null) {
-          await this.init.uploadLimiter?.take(bytes.byteLength)
-          await framed.writeMessage({ ok: true, length: bytes.byteLength })
-          await framed.writePayload(bytes)
-          this.init.onUpload?.(bytes.byteLength, connection.remotePeer)
-        }
-      } finally {
-        this.uploads--
-      }
-      if (bytes == null) {
-        await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
+        if (req == null) break
+        await this.answer(framed, req, connection.remotePeer)
       }
       await framed.close()
     } catch (err) {
       this.log.debug({ err, peer: connection.remotePeer.toString() }, 'piece stream failed')
       framed.abort(err as Error)
+    }
+  }
+
+  /** Answer one request: a refusal with its code, or the header and the piece's bytes. */
+  private async answer (framed: FramedStream, req: Static<typeof PieceRequest>, peer: PeerId): Promise<void> {
+    const digest = parseDigest(req.digest)
+    if (this.init.authorize != null) {
+      try {
+        await this.init.authorize(digest, peer, req.ticket)
+      } catch (err) {
+        if (!(err instanceof DamselflyError)) throw err
+        await framed.writeMessage({ ok: false, code: err.code, message: err.message.slice(0, 200) })
+        return
+      }
+    }
+    // a piece not held is "unknown", whatever the upload bounds or super-seeding would say
+    if (this.components.source.holdsPiece != null && !(await this.components.source.holdsPiece(digest, req.index))) {
+      await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
+      return
+    }
+    const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
+    if (busy || (this.init.admit != null && !this.init.admit(digest, req.index, peer))) {
+      await framed.writeMessage({ ok: false, code: 'TOOMANYREQUESTS', message: busy ? 'too many uploads' : 'ask your neighbours' })
+      return
+    }
+    this.uploads++
+    try {
+      const bytes = await this.components.source.readPiece(digest, req.index)
+      if (bytes == null) {
+        await framed.writeMessage({ ok: false, code: 'BLOB_UNKNOWN', message: 'piece not held' })
+        return
+      }
+      await this.init.uploadLimiter?.take(bytes.byteLength)
+      await framed.writeMessage({ ok: true, length: bytes.byteLength })
+      await framed.writePayload(bytes)
+      this.init.onUpload?.(bytes.byteLength, peer)
+    } finally {
+      this.uploads--
     }
   }
 }
@@ -147,35 +165,51 @@ export interface FetchPieceOptions {
 }
 
 /**
- * Ask `peer` for one piece and return its verified bytes. Throws a typed error
- * (ProtocolError, DigestMismatchError, TimeoutError, or the remote's code).
+ * Ask `peer` for one piece on a stream of its own and return its verified bytes.
+ * Throws a typed error (ProtocolError, DigestMismatchError, TimeoutError, or the
+ * remote's code). PieceClient does the same over streams it keeps open.
  */
 export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>, peer: PeerId | Multiaddr, opts: FetchPieceOptions): Promise<Uint8Array> {
-  const signal = opts.signal ?? AbortSignal.timeout(opts.messageTimeoutMs ?? 10_000)
-  // reuse an open connection: a new stream on it is far cheaper than a dial
-  const conn = isPeerId(peer) ? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
-  const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
-  const framed = new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
+  const framed = await openPieceStream(libp2p, peer, opts)
+  let answer: PieceAnswer
   try {
-    await framed.writeMessage({ digest: opts.digest.value, index: opts.index, ...(opts.ticket != null ? { ticket: opts.ticket } : {}) }, opts.signal)
-    const res = await framed.readMessage(PieceResponse, { signal: opts.signal })
-    if (!res.ok) throw remoteError(res.code, res.message)
-    if (res.length !== opts.length) throw new ProtocolError(`peer announced ${res.length} bytes for a ${opts.length}-byte piece`)
-    const payload = await framed.readPayload(opts.length, opts.signal)
-    const bytes = payload.subarray()
-    if (sha256Hex(bytes) !== opts.sha256) throw new DigestMismatchError(`piece ${opts.index} of ${opts.digest.value} failed verification`)
-    await framed.close()
-    return bytes
+    answer = await exchangePiece(framed, opts)
   } catch (err) {
     framed.abort(err as Error)
     throw err
   }
+  await framed.close()
+  if (answer.refused != null) throw answer.refused
+  return answer.bytes
+}
+
+/** A new piece stream to `peer`, on an open connection when there is one (far cheaper than a dial). */
+export async function openPieceStream (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>, peer: PeerId | Multiaddr, opts: { signal?: AbortSignal, messageTimeoutMs?: number }): Promise<FramedStream> {
+  const signal = opts.signal ?? AbortSignal.timeout(opts.messageTimeoutMs ?? 10_000)
+  const conn = isPeerId(peer) ? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
+  const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
+  return new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
+}
+
+/** What one exchange ended with: the verified bytes, or the holder's refusal (its code as a typed error). */
+export type PieceAnswer = { bytes: Uint8Array, refused?: undefined } | { refused: DamselflyError }
+
+/**
+ * One request and its answer on `framed`. After either answer the stream is
+ * ready for the next request; a thrown error leaves it unusable.
+ */
+export async function exchangePiece (framed: FramedStream, opts: FetchPieceOptions): Promise<PieceAnswer> {
+  await framed.writeMessage({ digest: opts.digest.value, index: opts.index, ...(opts.ticket != null ? { ticket: opts.ticket } : {}) }, opts.signal)
+  const res = await framed.readMessage(PieceResponse, { signal: opts.signal })
+  if (!res.ok) return { refused: errorFromCode(res.code, res.message) }
+  if (res.length !== opts.length) throw new ProtocolError(`peer announced ${res.length} bytes for a ${opts.length}-byte piece`)
+  const payload = await framed.readPayload(opts.length, opts.signal)
+  const bytes = payload.subarray()
+  if (sha256Hex(bytes) !== opts.sha256) throw new DigestMismatchError(`piece ${opts.index} of ${opts.digest.value} failed verification`)
+  return { bytes }
 }
 
 function isPeerId (p: PeerId | Multiaddr): p is PeerId {
   return typeof (p as PeerId).toMultihash === 'function'
 }
 
-function remoteError (code: string, message: string): DamselflyError {
-  return errorFromCode(code, message)
-}

@@ -4,8 +4,8 @@ export const PROTOCOL_PREFIX = '/damselfly'
 /** Daemon → supernode: ask for a blob's task; answered with the piece manifest and its updates. */
 export const TASK_PROTOCOL = `${PROTOCOL_PREFIX}/task/1.0.0`
 
-/** Anyone → anyone holding pieces: serve one piece's bytes. */
-export const PIECE_PROTOCOL = `${PROTOCOL_PREFIX}/piece/1.0.0`
+/** Anyone → anyone holding pieces: piece requests and their bytes, one after another on a stream. */
+export const PIECE_PROTOCOL = `${PROTOCOL_PREFIX}/piece/2.0.0`
 
 /** kad-dht runs under our own prefix so a damselfly network never joins the public IPFS DHT. */
 export const DHT_PROTOCOL = `${PROTOCOL_PREFIX}/kad/1.0.0`
