@@ -1,7 +1,12 @@
 /**
- * Answers registry auth challenges for anonymous and basic credentials: Basic directly, Bearer
- * through the token server named in the challenge (tokens cached in a TokenCache). Remembers
- * how each endpoint authenticates so later requests send the right header up front.
+ * Answers registry auth challenges for anonymous, basic and identity-token credentials: Basic
+ * directly, Bearer through the token server named in the challenge (tokens cached in a
+ * TokenCache). Remembers how each endpoint authenticates so later requests send the right
+ * header up front.
+ *
+ * Token requests (distribution's token and OAuth2 specs): anonymous and basic credentials GET
+ * the realm (Basic header, `account`); an identity token is an OAuth2 refresh token and is
+ * POSTed as a `refresh_token` grant with `client_id=damselfly`. It is never sent anywhere else.
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
@@ -17,6 +22,8 @@ type AuthScheme = { scheme: 'basic' } | { scheme: 'bearer', realm: string, servi
 type DanceCredentials = Exclude<Credentials, { kind: 'authorization' }>
 
 const TOKEN_BODY_LIMIT = 1024 * 1024
+/** Our OAuth2 client id (the spec requires one; Docker sends `docker`). */
+export const OAUTH_CLIENT_ID = 'damselfly'
 
 export interface RegistryAuthInit {
   dispatcher: Dispatcher
@@ -31,7 +38,18 @@ export function basicHeader (username: string, password: string): string {
 
 function identityOf (creds: DanceCredentials): string {
   if (creds.kind === 'anonymous') return 'anonymous'
+  if (creds.kind === 'identity-token') return `identity-token:${createHash('sha256').update(creds.token).digest('hex')}`
   return `basic:${createHash('sha256').update(creds.username).update('\0').update(creds.password).digest('hex')}`
+}
+
+/** An OAuth2 error answer's `error` code, if it is a plain one (RFC 6749 §5.2), for messages. */
+function oauthError (body: Buffer): string | undefined {
+  try {
+    const code = (JSON.parse(body.toString('utf8')) as { error?: unknown }).error
+    return typeof code === 'string' && /^[a-z_]{1,40}$/.test(code) ? code : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** `p`, or the signal's abort reason if that comes first. */
@@ -113,24 +131,42 @@ export class RegistryAuth {
       throw new UpstreamError('token realm is not a URL', undefined, { cause: err })
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UpstreamError(`token realm scheme ${url.protocol} not supported`)
-    if (key.service !== '') url.searchParams.set('service', key.service)
-    if (key.scope !== '') url.searchParams.set('scope', key.scope)
     const headers: Record<string, string> = { 'user-agent': this.init.userAgent, accept: 'application/json' }
-    if (creds.kind === 'basic') {
-      headers.authorization = basicHeader(creds.username, creds.password)
-      url.searchParams.set('account', creds.username)
+    let method: 'GET' | 'POST' = 'GET'
+    let body: string | undefined
+    if (creds.kind === 'identity-token') {
+      // OAuth2 refresh-token grant: the form goes in the body, the realm's own query stays
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.token, client_id: OAUTH_CLIENT_ID })
+      if (key.service !== '') form.set('service', key.service)
+      if (key.scope !== '') form.set('scope', key.scope)
+      method = 'POST'
+      body = form.toString()
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+    } else {
+      if (key.service !== '') url.searchParams.set('service', key.service)
+      if (key.scope !== '') url.searchParams.set('scope', key.scope)
+      if (creds.kind === 'basic') {
+        headers.authorization = basicHeader(creds.username, creds.password)
+        url.searchParams.set('account', creds.username)
+      }
     }
-    const log = { realm: `${url.origin}${url.pathname}`, service: key.service, scope: key.scope }
+    const log = { realm: `${url.origin}${url.pathname}`, service: key.service, scope: key.scope, grant: creds.kind === 'identity-token' ? 'refresh_token' : undefined }
     let res: Dispatcher.ResponseData
     try {
-      res = await this.init.dispatcher.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers })
+      res = await this.init.dispatcher.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method, headers, body })
     } catch (err) {
       throw wrapTransportError(err, 'token request')
     }
     this.init.logger.debug({ ...log, status: res.statusCode }, 'token request')
     if (res.statusCode !== 200) {
+      if (method === 'POST' && res.statusCode === 400) {
+        // RFC 6749 §5.2: an unknown, expired or revoked refresh token is `invalid_grant`
+        const code = oauthError(await readCapped(res.body, 64 * 1024, 'token error').catch(() => Buffer.alloc(0)))
+        if (code === 'invalid_grant') throw new UnauthorizedError('token server refused the identity token', challenge)
+        throw new UpstreamError(`token server answered 400${code !== undefined ? ` (${code})` : ''} to the refresh-token grant`, 400)
+      }
       await res.body.dump().catch(() => undefined)
-      if (res.statusCode === 401) throw new UnauthorizedError('token server refused the credentials', challenge)
+      if (res.statusCode === 401) throw new UnauthorizedError(method === 'POST' ? 'token server refused the identity token' : 'token server refused the credentials', challenge)
       if (res.statusCode === 403) throw new DeniedError('token server denied access')
       if (res.statusCode === 429) throw new TooManyRequestsError('token server: too many requests')
       throw new UpstreamError(`token server answered ${res.statusCode}`, res.statusCode)

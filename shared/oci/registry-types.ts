@@ -4,12 +4,15 @@ import type { Dispatcher } from 'undici'
 /**
  * How to authenticate to a registry.
  * - `anonymous` / `basic`: the client answers Basic and Bearer challenges itself (token dance).
+ * - `identity-token`: an OAuth2 refresh token (Docker's `identitytoken`), exchanged for bearer
+ *   tokens by the token server's refresh-token grant; never sent to a registry as is.
  * - `authorization`: a registry client's own `Authorization` header, forwarded unchanged by
  *   the mirror; never exchanged for a token. An empty header means "send none".
  */
 export type Credentials =
   | { kind: 'anonymous' }
   | { kind: 'basic', username: string, password: string }
+  | { kind: 'identity-token', token: string }
   | { kind: 'authorization', header: string }
 
 export const ANONYMOUS: Credentials = Object.freeze({ kind: 'anonymous' })

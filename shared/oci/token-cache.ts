@@ -8,7 +8,10 @@ export interface TokenKey {
   realm: string
   service: string
   scope: string
-  /** Who asked: `anonymous`, or an opaque hash of the credentials (never the secret itself). */
+  /**
+   * Who asked: `anonymous`, or the credential kind and an opaque hash of its secret
+   * (`basic:<sha256>`, `identity-token:<sha256>`), never the secret itself.
+   */
   identity: string
 }
 

@@ -133,6 +133,8 @@ export class AccessChecker {
 /** A digest of the credentials, so the cache never holds them; '' for anonymous. */
 export function credentialHash (c: Credentials): string {
   if (c.kind === 'anonymous') return ''
-  const material = c.kind === 'basic' ? `basic\0${c.username}\0${c.password}` : `authorization\0${c.header}`
+  const material = c.kind === 'basic'
+    ? `basic\0${c.username}\0${c.password}`
+    : c.kind === 'identity-token' ? `identity-token\0${c.token}` : `authorization\0${c.header}`
   return createHash('sha256').update(material).digest('base64url')
 }

@@ -217,6 +217,6 @@ export class OriginFetcher {
 /** Who is asking, for deciding whether a refusal applies to a joiner; kept in memory only. */
 function identity (req: OriginRequest): string {
   const c = req.credentials
-  const cred = c.kind === 'anonymous' ? '' : c.kind === 'basic' ? `${c.username}:${c.password}` : c.header
+  const cred = c.kind === 'anonymous' ? '' : c.kind === 'basic' ? `${c.username}:${c.password}` : c.kind === 'identity-token' ? c.token : c.header
   return JSON.stringify([req.registry, req.repository, c.kind, cred, req.url ?? ''])
 }

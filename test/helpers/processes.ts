@@ -29,12 +29,12 @@ export interface RunningProcess {
 /** A network namespace to run in (see helpers/netns.ts): a command prefix and a way in for the test. */
 export interface InNetns { prefix: string[], forward: (port: number) => Promise<string> }
 
-/** `prefix` (e.g. `nsenter --net=...`, which execs: the child's PID is node's) runs it elsewhere. */
-export function spawnNode (name: string, entry: string, args: string[], logDir: string, prefix: string[] = []): RunningProcess {
+/** `prefix` (e.g. `nsenter --net=...`, which execs: the child's PID is node's) runs it elsewhere; `env` replaces this process's environment. */
+export function spawnNode (name: string, entry: string, args: string[], logDir: string, prefix: string[] = [], env?: NodeJS.ProcessEnv): RunningProcess {
   const logFile = join(logDir, `${name}.log`)
   const out = createWriteStream(logFile, { flags: 'a' })
   const argv = [...prefix, process.execPath, ...(process.env.DAMSELFLY_PROF_DIR != null ? ['--cpu-prof', '--cpu-prof-dir', process.env.DAMSELFLY_PROF_DIR] : []), entry, ...args]
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...(env !== undefined ? { env } : {}) })
   child.stdout?.pipe(out, { end: false })
   child.stderr?.pipe(out, { end: false })
   const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
@@ -97,12 +97,12 @@ export interface SupernodeProcess extends RunningProcess {
   p2pPort: number
 }
 
-export async function startSupernode (opts: { dataDir: string, logDir: string, name?: string, port?: number, p2pPort?: number, extraArgs?: string[], netns?: InNetns }): Promise<SupernodeProcess> {
+export async function startSupernode (opts: { dataDir: string, logDir: string, name?: string, port?: number, p2pPort?: number, extraArgs?: string[], netns?: InNetns, env?: NodeJS.ProcessEnv }): Promise<SupernodeProcess> {
   const port = opts.port ?? await freePort()
   const p2pPort = opts.p2pPort ?? await freePort()
   const proc = spawnNode(opts.name ?? 'supernode', SUPERNODE_BIN, [
     '--port', String(port), '--p2p-port', String(p2pPort), '--data-dir', opts.dataDir, '--host', '127.0.0.1', '--log-level', 'debug', ...(opts.extraArgs ?? [])
-  ], opts.logDir, opts.netns?.prefix)
+  ], opts.logDir, opts.netns?.prefix, opts.env)
   const { url, testUrl } = await healthyOrKilled(proc, port, opts.netns)
   return { ...proc, url, testUrl, port, p2pPort }
 }

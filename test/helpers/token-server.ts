@@ -1,8 +1,11 @@
 /**
  * An in-process Docker registry token server (the distribution token-auth spec): RS256 JWTs
  * whose `kid` is the libtrust key id of a key the registry trusts through a self-signed cert.
+ * GET with Basic credentials (or none), and the OAuth2 POSTs of distribution's OAuth spec: a
+ * `password` grant (with `access_type=offline` it also issues a refresh token, what
+ * `docker login` stores as `identitytoken`) and a `refresh_token` grant that takes one back.
  */
-import { createHash, createPrivateKey, createPublicKey, randomUUID, sign, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
@@ -31,6 +34,8 @@ export interface TokenServer {
   certPath: string
   /** Tokens issued so far. */
   issued: () => number
+  /** OAuth2 POSTs answered with a token so far, by grant type (`password`, `refresh_token`). */
+  grants: (type: string) => number
   /** Issue a token directly (for pass-through tests). */
   mint: (subject: string, access: Access[]) => string
   stop: () => Promise<void>
@@ -83,6 +88,9 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
   const kid = libtrustKeyId(createPublicKey(privateKey))
   const expiresIn = opts.expiresIn ?? 300
   let issued = 0
+  const grants = new Map<string, number>()
+  /** refresh token → user */
+  const refreshTokens = new Map<string, string>()
 
   const mint = (subject: string, access: Access[]): string => {
     const now = Math.floor(Date.now() / 1000)
@@ -104,23 +112,35 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
     const url = new URL(req.url ?? '/', 'http://127.0.0.1')
     if (url.pathname !== '/token') { res.writeHead(404).end(); return }
     if (req.method === 'POST') {
-      // OAuth2 (what containerd sends when it has credentials): a form with grant_type, username, password, scope
+      // OAuth2: containerd's password grant (username, password, scope); a refresh_token grant
+      // (refresh_token, client_id, service, scope) for a refresh token issued here
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => { chunks.push(c) })
       req.on('end', () => {
         const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
-        if (form.get('grant_type') !== 'password') {
-          res.writeHead(400, { 'content-type': 'application/json' })
-          res.end(JSON.stringify({ error: 'unsupported_grant_type' }))
+        const oauthError = (status: number, error: string): void => {
+          res.writeHead(status, { 'content-type': 'application/json' })
+          res.end(JSON.stringify({ error }))
+        }
+        const grant = form.get('grant_type')
+        if (grant === 'refresh_token') {
+          if ((form.get('client_id') ?? '') === '' || form.get('service') !== opts.service) { oauthError(400, 'invalid_request'); return }
+          const user = refreshTokens.get(form.get('refresh_token') ?? '')
+          if (user === undefined) { oauthError(400, 'invalid_grant'); return }
+          grants.set(grant, (grants.get(grant) ?? 0) + 1)
+          answer(res, user, form.getAll('scope'))
           return
         }
+        if (grant !== 'password') { oauthError(400, 'unsupported_grant_type'); return }
         const name = form.get('username') ?? ''
-        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== form.get('password')) {
-          res.writeHead(401, { 'content-type': 'application/json' })
-          res.end(JSON.stringify({ error: 'invalid_grant' }))
-          return
+        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== form.get('password')) { oauthError(401, 'invalid_grant'); return }
+        let refreshToken: string | undefined
+        if (form.get('access_type') === 'offline') {
+          refreshToken = randomBytes(24).toString('base64url')
+          refreshTokens.set(refreshToken, name)
         }
-        answer(res, name, form.getAll('scope'))
+        grants.set(grant, (grants.get(grant) ?? 0) + 1)
+        answer(res, name, form.getAll('scope'), refreshToken)
       })
       return
     }
@@ -141,8 +161,8 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
     answer(res, user, url.searchParams.getAll('scope'))
   }
 
-  /** A token for `user` granting what it may of the requested scopes. */
-  const answer = (res: ServerResponse, user: string, scopes: string[]): void => {
+  /** A token for `user` granting what it may of the requested scopes (and a refresh token, if one was issued). */
+  const answer = (res: ServerResponse, user: string, scopes: string[], refreshToken?: string): void => {
     const access: Access[] = []
     for (const scope of scopes.flatMap((s) => s.split(' '))) {
       const wanted = parseScope(scope)
@@ -153,7 +173,7 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
     const token = mint(user, access)
     issued++
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() }))
+    res.end(JSON.stringify({ token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString(), ...(refreshToken !== undefined ? { refresh_token: refreshToken } : {}) }))
   }
 
   const server: Server = createServer(handle)
@@ -167,6 +187,7 @@ export async function startTokenServer (opts: TokenServerOptions): Promise<Token
     realm: `http://127.0.0.1:${port}/token`,
     certPath,
     issued: () => issued,
+    grants: (type: string) => grants.get(type) ?? 0,
     mint,
     stop: async () => {
       server.closeAllConnections()

@@ -232,7 +232,7 @@ for (const mode of ['basic', 'token'] as AuthMode[]) {
 }
 
 describe('credential files', () => {
-  it('parse both formats; Docker Hub\'s config.json key means docker.io; hosts are case-insensitive', () => {
+  it('parse both formats; Docker Hub\'s config.json key means docker.io; hosts are case-insensitive', async () => {
     const yaml = parseCredentialsFile(credentialsYaml([['Registry.Example:5000', 'u', 'p:w'], ['docker.io', 'hub', 'hubpw']]), 'creds.yaml')
     assert.deepEqual(yaml.get('registry.example:5000'), { kind: 'basic', username: 'u', password: 'p:w' })
     assert.deepEqual(yaml.get('docker.io'), { kind: 'basic', username: 'hub', password: 'hubpw' })
@@ -243,12 +243,12 @@ describe('credential files', () => {
         'helper.example': {}
       }
     }), 'config.json')
-    assert.deepEqual(docker.get('docker.io'), { kind: 'basic', username: 'hub', password: 'pa:ss' })
-    assert.deepEqual(docker.get('ghcr.example'), { kind: 'basic', username: 'g', password: 'gp' })
-    assert.equal(docker.has('helper.example'), false)
-    const store = new CredentialStore([...docker])
-    assert.deepEqual(store.credentialsFor('index.docker.io'), { kind: 'basic', username: 'hub', password: 'pa:ss' })
-    assert.equal(store.credentialsFor('elsewhere.example'), undefined)
+    assert.deepEqual(docker.auths.get('docker.io'), { kind: 'basic', username: 'hub', password: 'pa:ss' })
+    assert.deepEqual(docker.auths.get('ghcr.example'), { kind: 'basic', username: 'g', password: 'gp' })
+    assert.equal(docker.auths.has('helper.example'), false)
+    const store = new CredentialStore([...docker.auths])
+    assert.deepEqual(await store.credentialsFor('index.docker.io'), { kind: 'basic', username: 'hub', password: 'pa:ss' })
+    assert.equal(await store.credentialsFor('elsewhere.example'), undefined)
   })
 
   it('rejects malformed files with a message that names no secret', () => {
