@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 /**
- * `npm run bench [-- --quick]`: N emulated hosts pulling one image at once through damselfly,
- * straight from the origin, through an nginx cache and over BitTorrent, on one namespace network
- * with a per-host bandwidth cap. Prints the table; writes JSON, Markdown and SVG to
- * test/bench/results/. Everything it creates is removed at the end, on failure and on SIGINT.
+ * `npm run bench [-- --quick] [-- --only swarm,single,tracker]`: N emulated hosts pulling one
+ * image at once through damselfly, straight from the origin, through an nginx cache and over
+ * BitTorrent, on one namespace network with a per-host bandwidth cap; one dfdaemon's throughput
+ * and time to first byte on loopback; the tracker under announces from many peers. Prints the
+ * tables; writes JSON, Markdown and SVG to test/bench/results/. Everything it creates is removed
+ * at the end, on failure and on SIGINT.
  */
 import '../../shared/polyfill.js'
 import { fileURLToPath } from 'node:url'
 import { Cleanup } from './cleanup.js'
-import { markdownTable } from './report.js'
+import { markdownTable, singleHostMarkdown, trackerMarkdown } from './report.js'
 import { runBench } from './run.js'
 import { parseArgs, USAGE } from './scenarios.js'
 
@@ -25,7 +27,7 @@ async function main (): Promise<number> {
     process.stderr.write(`bench: ${(err as Error).message}\n`)
     return 2
   }
-  if (opts.mode === 'netns' && process.getuid?.() !== 0) {
+  if (opts.parts.includes('swarm') && opts.mode === 'netns' && process.getuid?.() !== 0) {
     process.stderr.write('bench: the emulated network needs root (network namespaces, tc); run as root, or --loopback for an uncapped run\n')
     return 2
   }
@@ -43,10 +45,16 @@ async function main (): Promise<number> {
   process.on('exit', () => { cleanup.runAll() })
   try {
     const run = await runBench(opts, cleanup, (line) => { out(`bench: ${line}\n`) })
-    out(`\n${markdownTable(run.results)}\n`)
+    if (opts.parts.includes('swarm')) out(`\n${markdownTable(run.results)}\n`)
+    if (run.singleHost !== undefined) out(`\n${singleHostMarkdown(run.singleHost)}\n`)
+    if (run.tracker !== undefined) out(`\n${trackerMarkdown(run.tracker)}\n`)
     out(`load average before ${run.machine.loadBefore.join(' ')}, after ${run.machine.loadAfter?.join(' ')} on ${run.machine.cores} cores\n`)
-    out(`wrote ${run.files.json}, ${run.files.markdown}, ${run.files.svg}\n`)
-    return run.results.some((r) => r.failures > 0) ? 1 : 0
+    out(`wrote ${[run.files.json, run.files.markdown, ...(run.files.svg !== undefined ? [run.files.svg] : [])].join(', ')}\n`)
+    const t = run.tracker
+    const failed = run.results.some((r) => r.failures > 0) ||
+      (run.singleHost?.rows.some((r) => r.failures > 0) ?? false) ||
+      (t !== undefined && [t.inProcess.seed, t.inProcess.download, t.wire.seed, t.wire.download].some((p) => p.failures > 0))
+    return failed ? 1 : 0
   } catch (err) {
     process.stderr.write(`bench: ${(err as Error)?.stack ?? String(err)}\n`)
     return 1

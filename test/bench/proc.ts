@@ -30,7 +30,10 @@ export interface Proc {
 export function startProc (host: Host, name: string, argv: string[], logDir: string, cleanup: Cleanup, env?: NodeJS.ProcessEnv): Proc {
   const logFile = join(logDir, `${name}.log`)
   const out = createWriteStream(logFile, { flags: 'a' })
-  const full = [...host.prefix, ...argv]
+  // DAMSELFLY_PROF_DIR=DIR writes a V8 CPU profile of every node process the bench starts
+  const prof = process.env.DAMSELFLY_PROF_DIR
+  const node = prof != null && argv[0] === process.execPath ? [argv[0], '--cpu-prof', '--cpu-prof-dir', prof, ...argv.slice(1)] : argv
+  const full = [...host.prefix, ...node]
   const child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env })
   if (child.pid === undefined) throw new Error(`could not start ${name} (${argv[0]})`)
   const pid = child.pid

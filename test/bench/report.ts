@@ -1,5 +1,11 @@
-/** The results as a Markdown table and as an SVG chart (completion time against N, a line per system). */
+/**
+ * The results as Markdown — the swarm table, the single-host and tracker sections — and the
+ * swarm's SVG chart (completion time against N, a line per system).
+ */
 import type { ScenarioResult } from './figures.js'
+import type { SingleHostResult, SinglePath } from './single-host.js'
+import type { PhaseFigures } from './tracker-load.js'
+import type { TrackerScaleResult } from './tracker-scale.js'
 
 const f1 = (x: number | null | undefined): string => x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(1)
 const f2 = (x: number | null | undefined): string => x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2)
@@ -18,6 +24,75 @@ export function markdownTable (results: ScenarioResult[]): string {
     return `| ${r.image} | ${r.hosts} | ${r.system}${failed} | ${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.max)} | ${f1(r.bound)} | ${f2(r.p50Ratio)} | ${f2(r.maxRatio)} | ${f2(r.originRatio)} | ${peers} | ${sent} | ${cpu} | ${rss} | ${Number.isFinite(r.machineBusy) ? `${(100 * r.machineBusy).toFixed(0)} %` : '–'} | ${f1(r.loadAtStart)} |`
   })
   return [head, rule, ...rows].join('\n') + '\n'
+}
+
+const PATHS: Record<SinglePath, string> = {
+  origin: 'origin, direct',
+  'dfdaemon-cold': 'dfdaemon cold (origin → supernode → daemon)',
+  'dfdaemon-warm': 'dfdaemon warm (local hit)',
+  'dfdaemon-supernode-warm': 'dfdaemon, supernode warm (fresh daemon)',
+  'dfdaemon-after-other': 'dfdaemon, fresh daemon just after another took the blob and left'
+}
+
+const MiB = 2 ** 20
+
+export function singleHostMarkdown (r: SingleHostResult): string {
+  const head = '| client | path | MB/s | first byte ms | added first byte ms | seconds | local hits | super-seeding refusals | runs |'
+  const rule = '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+  const rows = r.rows.map((x) => {
+    const each = (f: (run: SingleHostResult['rows'][number]['runs'][number]) => number | undefined): string => x.path === 'origin' ? '–' : x.runs.map((run) => f(run) ?? '?').join(', ')
+    const failed = x.failures > 0 ? ` (${x.failures} failed: ${x.error?.slice(0, 200) ?? ''})` : ''
+    return `| ${x.client} | ${PATHS[x.path]} | ${x.mbps.toFixed(0)} | ${f1(x.ttfbMs)} | ${f1(x.addedTtfbMs)} | ${f2(x.seconds)} | ${each((run) => run.localHits)} | ${each((run) => run.superSeedRefusals)} | ${x.runs.length}${failed} |`
+  })
+  return `## Single host
+
+One dfdaemon on loopback, no cap (software throughput): one ${(r.blobBytes / MiB).toFixed(0)} MiB layer, median of ${r.repeats} run${r.repeats === 1 ? '' : 's'}
+of each path, interleaved; MB = 10^6 bytes. curl fetches the blob (its own clock: time_starttransfer, time_total) into
+${r.sink}; skopeo copies the image (layer and config, ${(r.imageBytes / 1e6).toFixed(0)} MB) to dir: on disk, timed from start to exit.
+Cold: a fresh supernode and daemon; warm: the same daemon again; supernode warm: a fresh daemon against the supernode
+restarted on its store (it holds the blob, its super-seeding memory is gone); just after another: a fresh daemon, alone,
+against the supernode that served every piece to the previous daemon moments ago (super-seeding refuses each piece once
+and admits it on a retry after 2 s, or once 15 s have passed). Every copy's digest was checked. The machine was ${(100 * r.machineBusy).toFixed(0)} % busy over the part, load ${f1(r.loadAtStart)} at its start.
+
+${[head, rule, ...rows].join('\n')}
+`
+}
+
+export function trackerMarkdown (r: TrackerScaleResult): string {
+  const ip = r.inProcess
+  const w = r.wire
+  const head = '| run | announce | peers | blobs | announces | blob entries | announces/s | entries/s | p50 ms | p99 ms | max ms | peers per reply | failed |'
+  const rule = '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+  const row = (run: string, kind: string, peers: number, blobs: number, p: PhaseFigures): string =>
+    `| ${run} | ${kind} | ${peers} | ${blobs} | ${p.announces}${p.truncated ? ' (stopped at the deadline)' : ''} | ${p.blobEntries} | ${p.announcesPerSec.toFixed(0)} | ${p.entriesPerSec.toFixed(0)} | ${f2(p.p50Ms)} | ${f2(p.p99Ms)} | ${f2(p.maxMs)} | ${p.peersPerReply} | ${p.failures}${p.failures > 0 ? ` (${p.error ?? ''})` : ''} |`
+  const seedKind = (n: number): string => `seed (${n} blobs whole)`
+  const dlKind = 'download (1 blob, half held, peers wanted)'
+  const heap = ip.heapBytes === null ? 'heap not measured (no GC)' : `${(ip.heapBytes / MiB).toFixed(1)} MiB of heap after a full GC, ${f1(ip.bytesPerEntry)} bytes per entry`
+  return `## Tracker scale
+
+In-process: the real TrackerHandler and TrackerState (the supernode's defaults and metrics), driven by the real tracker
+client over in-memory stream pairs (no TCP, noise or yamux), ${ip.peers} peers — each its own Ed25519 peer id — over
+${ip.blobs} blobs, one announce at a time: announces/s is taken over the summed announce times, one core's worth of work.
+Most of an in-process announce is the in-memory streams' own machinery; "state only" sends the same announces straight
+into a TrackerState (the calls the handler makes: no streams, framing, schema or address checks). Over the wire: a supernode process and ${w.nodes} real libp2p nodes in the bench process (one connection and
+peer id each, ${w.rounds} announces of each kind per node), all announcing at once over TCP; announces/s is over the wall
+clock, and the nodes share the machine with the supernode.
+
+${[head, rule,
+    row('in-process', seedKind(ip.blobsPerPeer), ip.peers, ip.blobs, ip.seed),
+    row('in-process', dlKind, ip.peers, ip.blobs, ip.download),
+    row('state only', seedKind(ip.blobsPerPeer), ip.peers, ip.blobs, ip.stateOnly.seed),
+    row('state only', dlKind, ip.peers, ip.blobs, ip.stateOnly.download),
+    row('wire', seedKind(w.blobsPerPeer), w.nodes, w.blobs, w.seed),
+    row('wire', dlKind, w.nodes, w.blobs, w.download)].join('\n')}
+
+In-process, held at the end: ${ip.held.entries} entries (${ip.held.peers} peers, ${ip.held.blobs} blobs) of ${ip.pairsAnnounced} announced (cap ${ip.maxEntries})${ip.held.entries < ip.pairsAnnounced ? ' — the rest expired (the run outlasted the 60 s TTL) or were dropped at a cap' : ''}; ${heap}; the
+bench process's RSS grew ${(ip.rssDeltaBytes / MiB).toFixed(0)} MiB; the keys took ${f1(ip.keygenSec)} s.
+Over the wire: the supernode counted ${w.counted.ok} ok, ${w.counted.refused} refused, ${w.counted.failed} failed announces and tracks ${w.trackerPeers} peers and ${w.trackerBlobs} blobs;
+its RSS was ${w.supernode.rssBeforeMiB.toFixed(0)} MiB before the nodes connected, ${w.supernode.rssConnectedMiB.toFixed(0)} MiB connected, ${w.supernode.rssAfterMiB.toFixed(0)} MiB after the announces
+(heap in use, no forced GC: ${w.supernode.heapBeforeMiB.toFixed(0)}, ${w.supernode.heapConnectedMiB.toFixed(0)}, ${w.supernode.heapAfterMiB.toFixed(0)} MiB); it used
+${f1(w.supernode.cpuSec)} CPU s over the announces, with the machine ${(100 * w.machineBusy).toFixed(0)} % busy; connecting the nodes took ${f1(w.connectSec)} s.
+`
 }
 
 const COLORS: Record<string, string> = { damselfly: '#1b7837', direct: '#b2182b', nginx: '#2166ac', bittorrent: '#e08214', bound: '#777777' }

@@ -1,7 +1,8 @@
 /**
- * One bench run: push the images, build the hosts, then for every image, every N and every
- * system start the system cold, let N hosts pull at the same moment, take the figures, tear the
- * system down. The CLI (main.ts) and the smoke test both come through here.
+ * One bench run. The swarm part: push the images, build the hosts, then for every image, every N
+ * and every system start the system cold, let N hosts pull at the same moment, take the figures,
+ * tear the system down. Then the single-host part (single-host.ts) and the tracker part
+ * (tracker-scale.ts), each when asked for. The CLI (main.ts) and the smoke test both come through here.
  */
 import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
@@ -13,13 +14,15 @@ import { machineJiffies, procStats } from './proc.js'
 import { summarize, type ScenarioResult } from './figures.js'
 import { loopbackTopology, netnsTopology, type Topology } from './hosts.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
-import { markdownTable, svgChart } from './report.js'
+import { markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
 import type { BenchOptions, SystemName } from './scenarios.js'
+import { runSingleHost, type SingleHostResult } from './single-host.js'
 import { startBittorrent } from './systems/bittorrent.js'
 import { startDamselfly } from './systems/damselfly.js'
 import { startDirect } from './systems/direct.js'
 import { startNginx } from './systems/nginx.js'
 import type { Collected, RunningSystem, ScenarioContext, SystemFactory } from './systems/system.js'
+import { runTrackerScale, type TrackerScaleResult } from './tracker-scale.js'
 
 const FACTORIES: Record<SystemName, SystemFactory> = { damselfly: startDamselfly, direct: startDirect, nginx: startNginx, bittorrent: startBittorrent }
 
@@ -45,8 +48,12 @@ export interface BenchRun {
   machine: Machine
   options: BenchOptions
   skipped: Array<{ system: SystemName, reason: string }>
+  /** The swarm part's scenarios (empty when it did not run). */
   results: ScenarioResult[]
-  files: { json: string, markdown: string, svg: string }
+  singleHost?: SingleHostResult
+  tracker?: TrackerScaleResult
+  /** The SVG chart is of the swarm part: written only when it ran. */
+  files: { json: string, markdown: string, svg?: string }
 }
 
 export type Log = (line: string) => void
@@ -122,10 +129,11 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
 }
 
 export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log): Promise<BenchRun> {
-  const absent = [...missing('base'), ...(opts.mode === 'netns' ? missing('netns') : [])]
+  const swarm = opts.parts.includes('swarm')
+  const absent = [...(swarm || opts.parts.includes('single') ? missing('base') : []), ...(swarm && opts.mode === 'netns' ? missing('netns') : [])]
   if (absent.length > 0) throw new Error(`missing programs: ${absent.map(([b, p]) => `${b} (Debian package ${p})`).join(', ')}`)
   const skipped: BenchRun['skipped'] = []
-  const systems = opts.systems.filter((s) => {
+  const systems = !swarm ? [] : opts.systems.filter((s) => {
     const m = missing(s)
     if (m.length === 0) return true
     const reason = `needs ${m.map(([b, p]) => `${b} (apt-get install ${p})`).join(', ')}`
@@ -141,6 +149,30 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   if (opts.keep === true) log(`keeping ${workDir}`)
   else cleanup.dir(workDir)
   await chmod(workDir, 0o755) // opentracker reads its whitelist here after dropping to nobody
+  const results = swarm ? await runSwarm(opts, systems, workDir, cleanup, log) : []
+  const singleHost = opts.parts.includes('single') ? await runSingleHost(opts.single, workDir, cleanup, opts.keep === true, log) : undefined
+  const tracker = opts.parts.includes('tracker') ? await runTrackerScale(opts.tracker, workDir, cleanup, log) : undefined
+  machine.loadAfter = loadavg().map((x) => Number(x.toFixed(2)))
+  await mkdir(opts.outDir, { recursive: true })
+  const files = { json: join(opts.outDir, 'results.json'), markdown: join(opts.outDir, 'results.md'), ...(swarm ? { svg: join(opts.outDir, 'results.svg') } : {}) }
+  const run: BenchRun = { machine, options: opts, skipped, results, ...(singleHost !== undefined ? { singleHost } : {}), ...(tracker !== undefined ? { tracker } : {}), files }
+  const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
+  const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf)` : 'loopback, no cap'
+  const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
+  const sections = [
+    ...(swarm ? [markdownTable(results)] : []),
+    ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
+    ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
+  ]
+  await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
+  await writeFile(files.markdown, `Bench ${machine.date} — ${where}; ${net}; ${load}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)
+  if (files.svg !== undefined) await writeFile(files.svg, svgChart(results, `damselfly bench, ${net}`))
+  if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
+  return run
+}
+
+/** The swarm part: every image × N × system, on the namespace network or on loopback. */
+async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult[]> {
   const storage = join(workDir, 'origin-storage')
   log(`pushing ${opts.images.map((i) => i.name).join(', ')} to the origin's storage`)
   const images = await prepareImages(opts.images, storage, workDir, cleanup)
@@ -159,16 +191,5 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   } finally {
     topo.down()
   }
-  machine.loadAfter = loadavg().map((x) => Number(x.toFixed(2)))
-  await mkdir(opts.outDir, { recursive: true })
-  const files = { json: join(opts.outDir, 'results.json'), markdown: join(opts.outDir, 'results.md'), svg: join(opts.outDir, 'results.svg') }
-  const run: BenchRun = { machine, options: opts, skipped, results, files }
-  const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
-  const net = opts.mode === 'netns' ? `${opts.rate} per host each way (tbf)` : 'loopback, no cap'
-  const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
-  await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
-  await writeFile(files.markdown, `Bench ${machine.date} — ${where}; ${net}; ${load}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${markdownTable(results)}`)
-  await writeFile(files.svg, svgChart(results, `damselfly bench, ${net}`))
-  if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
-  return run
+  return results
 }

@@ -1,10 +1,38 @@
-/** What a bench run measures: which images, how many hosts, which systems, on which network. */
+/**
+ * What a bench run measures: which parts; for the swarm, which images, how many hosts, which
+ * systems, on which network; for one host, the blob size; for the tracker, how many peers.
+ */
 export type SystemName = 'damselfly' | 'direct' | 'nginx' | 'bittorrent'
 export const SYSTEMS: SystemName[] = ['damselfly', 'direct', 'nginx', 'bittorrent']
+
+/** swarm: N hosts at once; single: one host's throughput and time to first byte; tracker: announces at scale. */
+export type BenchPart = 'swarm' | 'single' | 'tracker'
+export const PARTS: BenchPart[] = ['swarm', 'single', 'tracker']
+
+export interface SingleHostOptions {
+  /** Size of the one layer fetched. */
+  blobBytes: number
+  /** Runs of each path; the median is reported. */
+  repeats: number
+}
+
+export interface TrackerScaleOptions {
+  /** Simulated peers announcing to the tracker in-process (each its own peer id). */
+  peers: number
+  /** Distinct blobs they announce. */
+  blobs: number
+  /** Blobs each peer holds whole (announced seeding); each then announces one more while downloading it. */
+  blobsPerPeer: number
+  /** Real libp2p nodes announcing to a real supernode process over TCP. */
+  wireNodes: number
+  /** Announces of each kind per node over the wire. */
+  wireRounds: number
+}
 
 export interface ImageSpec { name: string, layers: number, layerBytes: number }
 
 export interface BenchOptions {
+  parts: BenchPart[]
   mode: 'netns' | 'loopback'
   /** Per-host cap, both directions (netns only), e.g. `100mbit`. */
   rate: string
@@ -17,6 +45,8 @@ export interface BenchOptions {
   label: string
   /** Per pull, seconds, before it counts as failed. */
   pullTimeoutSec: number
+  single: SingleHostOptions
+  tracker: TrackerScaleOptions
   /** Keep the work dir (logs of every process) instead of removing it. */
   keep?: boolean
 }
@@ -31,14 +61,32 @@ export const FULL_IMAGES: ImageSpec[] = [
 ]
 export const SMOKE_IMAGES: ImageSpec[] = [{ name: '2x2MiB', layers: 2, layerBytes: 2 * MiB }]
 
-export const USAGE = `usage: npm run bench -- [--quick] [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
-                          [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--loopback] [--out DIR]
-  --quick     N = 1,2,4,8 and one 128 MiB layer (a few minutes)
-  (default)   N = 1,2,4,8,16 and images 1x256MiB, 8x32MiB, 50x1MiB
+export const FULL_SINGLE: SingleHostOptions = { blobBytes: 256 * MiB, repeats: 3 }
+export const QUICK_SINGLE: SingleHostOptions = { blobBytes: 64 * MiB, repeats: 3 }
+export const SMOKE_SINGLE: SingleHostOptions = { blobBytes: 4 * MiB, repeats: 1 }
+export const FULL_TRACKER: TrackerScaleOptions = { peers: 10_000, blobs: 1_000, blobsPerPeer: 8, wireNodes: 100, wireRounds: 20 }
+export const QUICK_TRACKER: TrackerScaleOptions = { peers: 10_000, blobs: 1_000, blobsPerPeer: 8, wireNodes: 50, wireRounds: 10 }
+export const SMOKE_TRACKER: TrackerScaleOptions = { peers: 200, blobs: 20, blobsPerPeer: 4, wireNodes: 4, wireRounds: 2 }
+
+export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker] [--out DIR] [--label TEXT] [--keep]
+                          [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
+                          [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--loopback]
+                          [--single-size MiB] [--repeats N]
+                          [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
+  --only      the parts to run (default: all three):
+                swarm    N hosts pull one image at once: damselfly, direct, nginx, BitTorrent
+                single   one dfdaemon on loopback, cold and warm, against curl and skopeo
+                         straight from the origin: MB/s and time to first byte
+                tracker  the tracker under announces from many peers: announces/s, latency, memory
+  --quick     swarm: N = 1,2,4,8 and one 128 MiB layer; single: 64 MiB; tracker: 50 wire nodes
+              (a few minutes in all)
+  (default)   swarm: N = 1,2,4,8,16 and images 1x256MiB, 8x32MiB, 50x1MiB; single: 256 MiB, 3 runs
+              of each; tracker: 10000 peers over 1000 blobs in-process, 100 nodes over the wire
   --images    image specs COUNTxSIZE (MiB), e.g. 4x16MiB
-  --loopback  no namespaces and no cap: every host on 127.0.0.1 (what the smoke test runs)
+  --loopback  swarm: no namespaces and no cap, every host on 127.0.0.1 (what the smoke test runs)
   --keep      keep the work dir with every process's log (printed at the end)
-Runs as root (namespaces, tc). Writes results.json, results.md, results.svg to --out.`
+The swarm part runs as root (namespaces, tc) unless --loopback; the others need no root.
+Writes results.json, results.md (and results.svg with the swarm) to --out.`
 
 function imageOf (s: string): ImageSpec {
   const m = /^(\d+)x(\d+)MiB$/.exec(s)
@@ -50,6 +98,7 @@ function imageOf (s: string): ImageSpec {
 export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
   const quick = argv.includes('--quick')
   const opts: BenchOptions = {
+    parts: [...PARTS],
     mode: argv.includes('--loopback') ? 'loopback' : 'netns',
     rate: '100mbit',
     hostCounts: quick ? [1, 2, 4, 8] : [1, 2, 4, 8, 16],
@@ -57,7 +106,9 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     systems: [...SYSTEMS],
     outDir: defaultOut,
     label: '',
-    pullTimeoutSec: 900
+    pullTimeoutSec: 900,
+    single: { ...(quick ? QUICK_SINGLE : FULL_SINGLE) },
+    tracker: { ...(quick ? QUICK_TRACKER : FULL_TRACKER) }
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -74,10 +125,27 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else if (a === '--rate') opts.rate = value()
     else if (a === '--out') opts.outDir = value()
     else if (a === '--label') opts.label = value()
+    else if (a === '--only') opts.parts = value().split(',') as BenchPart[]
+    else if (a === '--single-size') opts.single.blobBytes = count(a, value(), 1, 4096) * MiB
+    else if (a === '--repeats') opts.single.repeats = count(a, value(), 1, 20)
+    else if (a === '--tracker-peers') opts.tracker.peers = count(a, value(), 1, 100_000)
+    else if (a === '--tracker-blobs') opts.tracker.blobs = count(a, value(), 2, 100_000)
+    else if (a === '--tracker-blobs-per-peer') opts.tracker.blobsPerPeer = count(a, value(), 1, 255)
+    else if (a === '--tracker-nodes') opts.tracker.wireNodes = count(a, value(), 1, 250)
     else throw new Error(`unknown argument ${a}\n${USAGE}`)
   }
   if (opts.hostCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 200)) throw new Error(`--hosts wants counts from 1 to 200\n${USAGE}`)
   const bad = opts.systems.filter((s) => !SYSTEMS.includes(s))
   if (bad.length > 0) throw new Error(`unknown system ${bad.join(', ')}\n${USAGE}`)
+  const badParts = opts.parts.filter((p) => !PARTS.includes(p))
+  if (badParts.length > 0 || opts.parts.length === 0) throw new Error(`--only wants some of ${PARTS.join(', ')}\n${USAGE}`)
+  if (opts.tracker.blobsPerPeer >= opts.tracker.blobs) throw new Error(`--tracker-blobs-per-peer must be below --tracker-blobs (each peer downloads one more)\n${USAGE}`)
   return opts
+}
+
+/** An integer flag value in [min, max]. */
+function count (flag: string, s: string, min: number, max: number): number {
+  const n = Number(s)
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} wants a whole number from ${min} to ${max}, got ${s}\n${USAGE}`)
+  return n
 }

@@ -1,8 +1,10 @@
 /**
- * The bench's smallest scenario, through the same code as `npm run bench`: two hosts on plain
+ * The bench's smallest runs, through the same code as `npm run bench`: two hosts on plain
  * loopback (no namespaces, no cap) pull a small image through damselfly and straight from the
- * origin. It checks that every figure comes out and the three files are written, so the bench
- * cannot rot unnoticed; the numbers themselves mean nothing here.
+ * origin; one 4 MiB blob through one dfdaemon and straight from the origin; the tracker under
+ * 200 peers over 20 blobs, and 4 real nodes over the wire. They check that every figure comes
+ * out and the files are written, so the bench cannot rot unnoticed; the numbers themselves mean
+ * nothing here.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -11,20 +13,24 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cleanup } from '../bench/cleanup.js'
 import { runBench } from '../bench/run.js'
-import { SMOKE_IMAGES, type BenchOptions } from '../bench/scenarios.js'
+import { SMOKE_IMAGES, SMOKE_SINGLE, SMOKE_TRACKER, type BenchOptions } from '../bench/scenarios.js'
 
-describe('bench smoke: N = 2, small image, loopback', () => {
+describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
   const cleanup = new Cleanup()
   let outDir = ''
+  let partsDir = ''
 
   after(async () => {
     cleanup.runAll()
-    if (outDir !== '') await rm(outDir, { recursive: true, force: true })
+    for (const dir of [outDir, partsDir]) if (dir !== '') await rm(dir, { recursive: true, force: true })
   })
 
   it('runs damselfly and direct pulls and produces every figure and file', async () => {
     outDir = await mkdtemp(join(tmpdir(), 'damselfly-bench-smoke-'))
     const opts: BenchOptions = {
+      parts: ['swarm'],
+      single: SMOKE_SINGLE,
+      tracker: SMOKE_TRACKER,
       mode: 'loopback', rate: '100mbit', hostCounts: [2], images: SMOKE_IMAGES, systems: ['damselfly', 'direct'], outDir, label: 'smoke', pullTimeoutSec: 60
     }
     const run = await runBench(opts, cleanup, () => undefined)
@@ -51,8 +57,80 @@ describe('bench smoke: N = 2, small image, loopback', () => {
     const md = await readFile(run.files.markdown, 'utf8')
     assert.match(md, /\| 2x2MiB \| 2 \| damselfly \|/)
     assert.match(md, /\| 2x2MiB \| 2 \| direct \|/)
+    assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')
     const svg = await readFile(run.files.svg, 'utf8')
     assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
     assert.match(svg, /<polyline /)
+  })
+
+  it('runs the single-host and tracker parts alone and produces their figures and sections', async () => {
+    partsDir = await mkdtemp(join(tmpdir(), 'damselfly-bench-smoke-parts-'))
+    const opts: BenchOptions = {
+      parts: ['single', 'tracker'],
+      single: SMOKE_SINGLE,
+      tracker: SMOKE_TRACKER,
+      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60
+    }
+    const run = await runBench(opts, cleanup, () => undefined)
+    assert.deepEqual(run.results, [], 'no swarm part asked for')
+    assert.equal(run.files.svg, undefined)
+
+    const single = run.singleHost
+    assert.ok(single !== undefined)
+    assert.ok(single.blobBytes >= SMOKE_SINGLE.blobBytes, 'the layer (a tar) is at least the size asked for')
+    assert.deepEqual(single.rows.map((r) => `${r.client} ${r.path}`), [
+      'curl origin', 'curl dfdaemon-cold', 'curl dfdaemon-warm', 'curl dfdaemon-supernode-warm', 'curl dfdaemon-after-other',
+      'skopeo origin', 'skopeo dfdaemon-cold', 'skopeo dfdaemon-warm'
+    ])
+    for (const r of single.rows) {
+      const what = `${r.client} ${r.path}`
+      assert.equal(r.failures, 0, `${what}: ${r.error ?? ''}`)
+      assert.equal(r.runs.length, SMOKE_SINGLE.repeats, what)
+      assert.ok(r.runs.every((x) => x.digestOk), `${what}: every copy has its digest`)
+      assert.ok(Number.isFinite(r.mbps) && r.mbps > 0 && r.seconds > 0, what)
+      if (r.client === 'curl') assert.ok(r.ttfbMs !== null && r.ttfbMs > 0, what)
+      if (r.client === 'curl' && r.path !== 'origin') assert.ok(r.addedTtfbMs !== null && Number.isFinite(r.addedTtfbMs), what)
+      if (r.path !== 'origin') assert.ok(r.runs.every((x) => Number.isInteger(x.superSeedRefusals)), what)
+    }
+    const hits = (client: string, path: string): number[] => single.rows.find((r) => r.client === client && r.path === path)!.runs.map((x) => x.localHits ?? -1)
+    assert.deepEqual(hits('curl', 'dfdaemon-cold'), [0], 'a cold daemon fetches')
+    assert.deepEqual(hits('curl', 'dfdaemon-warm'), [1], 'a warm daemon answers from its store')
+    assert.deepEqual(hits('curl', 'dfdaemon-supernode-warm'), [0], 'a fresh daemon fetches')
+    assert.deepEqual(hits('skopeo', 'dfdaemon-warm'), [2], 'config and layer from the store')
+
+    const t = run.tracker
+    assert.ok(t !== undefined)
+    const { peers, blobsPerPeer, wireNodes, wireRounds } = SMOKE_TRACKER
+    const phases = [t.inProcess.seed, t.inProcess.download, t.inProcess.stateOnly.seed, t.inProcess.stateOnly.download]
+    for (const p of phases) {
+      assert.equal(p.failures, 0, p.error)
+      assert.equal(p.announces, peers)
+      assert.ok(!p.truncated)
+      for (const x of [p.announcesPerSec, p.entriesPerSec, p.p50Ms, p.p99Ms]) assert.ok(Number.isFinite(x) && x > 0)
+    }
+    assert.equal(t.inProcess.seed.blobEntries, peers * blobsPerPeer)
+    assert.ok(t.inProcess.download.peersPerReply > 0, 'a downloader is handed peers')
+    assert.equal(t.inProcess.pairsAnnounced, peers * (blobsPerPeer + 1))
+    assert.deepEqual(t.inProcess.held, { entries: peers * (blobsPerPeer + 1), peers, blobs: SMOKE_TRACKER.blobs }, 'every distinct (blob, peer) pair is held')
+    assert.ok(t.inProcess.heapBytes === null || Number.isFinite(t.inProcess.heapBytes))
+    for (const p of [t.wire.seed, t.wire.download]) {
+      assert.equal(p.failures, 0, p.error)
+      assert.equal(p.announces, wireNodes * wireRounds)
+      assert.ok(Number.isFinite(p.announcesPerSec) && p.announcesPerSec > 0)
+    }
+    assert.ok(t.wire.download.peersPerReply > 0)
+    assert.deepEqual(t.wire.counted, { ok: 2 * wireNodes * wireRounds, refused: 0, failed: 0 }, 'the supernode counted every announce as recorded')
+    assert.equal(t.wire.trackerPeers, wireNodes)
+    assert.ok(t.wire.supernode.rssAfterMiB > 10 && t.wire.supernode.heapAfterMiB > 1 && t.wire.supernode.cpuSec > 0)
+
+    const json = JSON.parse(await readFile(run.files.json, 'utf8')) as { singleHost?: { rows: unknown[] }, tracker?: { inProcess: unknown, wire: unknown } }
+    assert.equal(json.singleHost?.rows.length, single.rows.length)
+    assert.ok(json.tracker?.inProcess !== undefined && json.tracker.wire !== undefined)
+    const md = await readFile(run.files.markdown, 'utf8')
+    assert.match(md, /^## Single host$/m)
+    assert.match(md, /\| curl \| dfdaemon warm \(local hit\) \| \d+ \|/)
+    assert.match(md, /^## Tracker scale$/m)
+    assert.match(md, /\| in-process \| seed \(4 blobs whole\) \| 200 \| 20 \| 200 \| 800 \|/)
+    assert.match(md, /\| wire \| download /)
   })
 })

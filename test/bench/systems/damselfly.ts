@@ -1,37 +1,59 @@
 /** damselfly: the supernode on the server host, a dfdaemon on every pulling host, skopeo → its mirror. */
 import { join } from 'node:path'
 import { DFDAEMON_BIN, SUPERNODE_BIN } from '../../helpers/processes.js'
+import type { Cleanup } from '../cleanup.js'
+import type { Host } from '../hosts.js'
 import { hostGet, metricSum, procStats, startProc, waitHttp, type Proc } from '../proc.js'
 import { skopeoPull, type RunningSystem, type ScenarioContext } from './system.js'
 
 const LOG_LEVEL = 'warn'
 
+/**
+ * A supernode on `host`, its store in `dir/name`, answering /healthz; `insecure` registries are
+ * reached over plain HTTP. The single-host and tracker parts of the bench start it the same way.
+ */
+export async function startSupernodeOn (host: Host, dir: string, name: string, insecure: string[], cleanup: Cleanup): Promise<{ proc: Proc, url: string }> {
+  const port = await host.port('supernode', 8002)
+  const p2pPort = await host.port('supernode-p2p', 8003)
+  const url = `http://${host.addr}:${port}`
+  const proc = startProc(host, name, [process.execPath, SUPERNODE_BIN,
+    '--host', host.addr, '--port', String(port), '--p2p-port', String(p2pPort),
+    '--data-dir', join(dir, name), ...insecure.flatMap((r) => ['--insecure-registry', r]), '--log-level', LOG_LEVEL
+  ], dir, cleanup)
+  try {
+    await waitHttp(proc, `${url}/healthz`)
+  } catch (err) {
+    await proc.stop(1000)
+    throw err
+  }
+  return { proc, url }
+}
+
+/** A dfdaemon on `host` with its store in `dir/name`, its mirror on 127.0.0.1; not yet waited for (see waitHttp). */
+export async function launchDaemonOn (host: Host, dir: string, name: string, supernodeUrl: string, originUrl: string, originHostPort: string, cleanup: Cleanup): Promise<{ proc: Proc, mirror: string }> {
+  const mport = await host.port('dfdaemon', 65001)
+  const mp2p = await host.port('dfdaemon-p2p', 65002)
+  const proc = startProc(host, name, [process.execPath, DFDAEMON_BIN,
+    '--supernode', supernodeUrl, '--upstream', originUrl, '--insecure-registry', originHostPort,
+    '--host', '127.0.0.1', '--port', String(mport), '--p2p-host', host.addr, '--p2p-port', String(mp2p),
+    '--data-dir', join(dir, name), '--log-level', LOG_LEVEL
+  ], dir, cleanup)
+  return { proc, mirror: `127.0.0.1:${mport}` }
+}
+
 export async function startDamselfly (ctx: ScenarioContext): Promise<RunningSystem> {
   const server = ctx.topo.server
-  const port = await server.port('supernode', 8002)
-  const p2pPort = await server.port('supernode-p2p', 8003)
-  const supernodeUrl = `http://${server.addr}:${port}`
   const procs: Proc[] = []
   const stopAll = async (): Promise<void> => { await Promise.allSettled(procs.map(async (p) => { await p.stop() })) }
   try {
-    const supernode = startProc(server, 'supernode', [process.execPath, SUPERNODE_BIN,
-      '--host', server.addr, '--port', String(port), '--p2p-port', String(p2pPort),
-      '--data-dir', join(ctx.dir, 'supernode'), '--insecure-registry', ctx.origin.hostPort, '--log-level', LOG_LEVEL
-    ], ctx.dir, ctx.cleanup)
+    const { proc: supernode, url: supernodeUrl } = await startSupernodeOn(server, ctx.dir, 'supernode', [ctx.origin.hostPort], ctx.cleanup)
     procs.push(supernode)
-    await waitHttp(supernode, `${supernodeUrl}/healthz`)
 
     const daemons: Array<{ proc: Proc, mirror: string }> = []
     for (const [i, host] of ctx.clients.entries()) {
-      const mport = await host.port('dfdaemon', 65001)
-      const mp2p = await host.port('dfdaemon-p2p', 65002)
-      const proc = startProc(host, `dfdaemon-${i + 1}`, [process.execPath, DFDAEMON_BIN,
-        '--supernode', supernodeUrl, '--upstream', ctx.origin.url, '--insecure-registry', ctx.origin.hostPort,
-        '--host', '127.0.0.1', '--port', String(mport), '--p2p-host', host.addr, '--p2p-port', String(mp2p),
-        '--data-dir', join(ctx.dir, `dfdaemon-${i + 1}`), '--log-level', LOG_LEVEL
-      ], ctx.dir, ctx.cleanup)
-      procs.push(proc)
-      daemons.push({ proc, mirror: `127.0.0.1:${mport}` })
+      const d = await launchDaemonOn(host, ctx.dir, `dfdaemon-${i + 1}`, supernodeUrl, ctx.origin.url, ctx.origin.hostPort, ctx.cleanup)
+      procs.push(d.proc)
+      daemons.push(d)
     }
     await Promise.all(daemons.map(async (d) => { await waitHttp(d.proc, `http://${d.mirror}/healthz`) }))
 
