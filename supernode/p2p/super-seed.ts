@@ -10,10 +10,16 @@ export interface SuperSeedInit {
   graceMs?: number
   maxEntries?: number
   now?: () => number
+  /**
+   * Whether a daemon the piece went to is still in the swarm (connected). A
+   * copy held only by daemons that have left counts for nothing: the next
+   * asker gets the piece at once instead of waiting out the grace.
+   */
+  isPresent?: (peer: string) => boolean
 }
 
 interface PieceRecord {
-  served: number[]
+  served: Array<{ at: number, peer: string }>
   refused: Map<string, number>
 }
 
@@ -22,13 +28,16 @@ interface PieceRecord {
  * refuses further requests for it for a short while, so the daemons get it
  * from each other and the supernode's upload stays near one copy per blob.
  * A daemon that keeps asking past the grace period is served — no pull waits
- * on a piece nobody near it has.
+ * on a piece nobody near it has — and so is one asking for a piece whose
+ * recent copies all went to daemons that have since left (hosts pulling one
+ * after another, such as CI runners, each get the blob at full speed).
  */
 export class SuperSeedPolicy {
   private readonly copies: number
   private readonly windowMs: number
   private readonly graceMs: number
   private readonly now: () => number
+  private readonly isPresent: (peer: string) => boolean
   private readonly records: LRUCache<string, PieceRecord>
 
   constructor (init: SuperSeedInit = {}) {
@@ -36,6 +45,7 @@ export class SuperSeedPolicy {
     this.windowMs = init.windowMs ?? 15_000
     this.graceMs = init.graceMs ?? 2_000
     this.now = init.now ?? Date.now
+    this.isPresent = init.isPresent ?? (() => true)
     this.records = new LRUCache({ max: init.maxEntries ?? 100_000 })
   }
 
@@ -47,11 +57,11 @@ export class SuperSeedPolicy {
       rec = { served: [], refused: new Map() }
       this.records.set(key, rec)
     }
-    rec.served = rec.served.filter(t => now - t < this.windowMs)
     const who = peer.toString()
+    rec.served = rec.served.filter(s => now - s.at < this.windowMs && s.peer !== who && this.isPresent(s.peer))
     const firstRefused = rec.refused.get(who)
     if (rec.served.length < this.copies || (firstRefused != null && now - firstRefused >= this.graceMs)) {
-      rec.served.push(now)
+      rec.served.push({ at: now, peer: who })
       rec.refused.delete(who)
       return true
     }

@@ -82,6 +82,30 @@ describe('SuperSeedPolicy', () => {
     assert.deepEqual([peers[3], peers[4], peers[0], peers[1]].map(p => policy.admit(blob, 7, p)), [true, true, true, false])
   })
 
+  it('counts only copies held by daemons still present: hosts pulling one after another each get the piece at once', () => {
+    const clock = fakeClock()
+    const present = new Set<string>()
+    const policy = new SuperSeedPolicy({ windowMs: 10_000, graceMs: 2_000, now: clock.now, isPresent: (p) => present.has(p) })
+    const [a, b, c] = peers
+    present.add(a.toString())
+    assert.equal(policy.admit(blob, 0, a), true)
+    present.add(b.toString())
+    assert.equal(policy.admit(blob, 0, b), false, 'a holds the piece and is still here: b trades with it')
+    present.delete(a.toString())
+    clock.advance(100)
+    assert.equal(policy.admit(blob, 0, b), true, 'a has left: nobody else holds the piece')
+    present.add(c.toString())
+    assert.equal(policy.admit(blob, 0, c), false, 'b holds it now')
+  })
+
+  it('does not count a daemon\'s own earlier copy against it', () => {
+    const clock = fakeClock()
+    const policy = new SuperSeedPolicy({ windowMs: 10_000, graceMs: 2_000, now: clock.now })
+    const [a] = peers
+    assert.equal(policy.admit(blob, 0, a), true)
+    assert.equal(policy.admit(blob, 0, a), true, 'asking again (a restart, a dropped piece): its own copy helps nobody')
+  })
+
   it('uses its defaults: one copy per 15 s window, 2 s grace', () => {
     const clock = fakeClock()
     const policy = new SuperSeedPolicy({ now: clock.now })
