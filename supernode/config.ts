@@ -24,6 +24,11 @@ export const SupernodeConfigSchema = Type.Object({
   maxDisk: Type.Optional(ByteSize),
   /** Free space to keep on the filesystem holding dataDir; least recently used blobs are evicted to keep it. */
   minFreeDisk: Type.Optional(ByteSize),
+  /**
+   * dfget: URL prefixes (scheme://host[:port]/path) this supernode fetches for
+   * swarm members, or "*" for any http(s) URL. Empty: URL tasks are refused.
+   */
+  allowUrls: Type.Array(Type.String({ minLength: 1 })),
   /** Multiaddrs to announce to peers instead of the listen addresses. */
   announce: Type.Array(Type.String({ minLength: 1 })),
   /** Closed swarm: a libp2p PSK file (the same on every member). */
@@ -57,6 +62,7 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = {
   logLevel: 'info',
   registryEndpoints: {},
   insecureRegistries: [],
+  allowUrls: [],
   announce: [],
   protectMetrics: false,
   ticketTtl: 900,

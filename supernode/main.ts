@@ -16,6 +16,7 @@ interface Flags {
   logLevel?: string
   registryEndpoint?: string[]
   insecureRegistry?: string[]
+  allowUrl?: string[]
   announce?: string[]
   uploadLimit?: string
   maxDisk?: string
@@ -45,6 +46,7 @@ function parseArgs (argv: string[]): Flags {
     .addOption(new Option('--log-level <level>', `log level (default ${SUPERNODE_DEFAULTS.logLevel})`).choices(LOG_LEVELS))
     .option('--registry-endpoint <name=url>', 'API base URL of a registry, e.g. docker.io=https://mirror.example (repeatable)', collect)
     .option('--insecure-registry <name>', 'registry reached over plain HTTP (repeatable)', collect)
+    .option('--allow-url <prefix>', 'dfget: URL prefix this supernode fetches for the swarm, e.g. https://files.example.com/releases/, or \'*\' for any (repeatable; default: none, URL tasks are refused)', collect)
     .option('--upload-limit <bytes>', 'upload bound per second over all daemons, e.g. 100M (default: none)')
     .option('--max-disk <bytes>', 'most disk the store may take, e.g. 200G; least recently used blobs are evicted (default: none)')
     .option('--min-free-disk <bytes>', 'free space to keep on the data dir\'s filesystem, e.g. 10G (default: none)')
@@ -85,6 +87,7 @@ function readConfig (flags: Flags): SupernodeConfig {
       logLevel: flags.logLevel,
       registryEndpoints: endpointMap(flags.registryEndpoint),
       insecureRegistries: flags.insecureRegistry,
+      allowUrls: flags.allowUrl,
       announce: flags.announce,
       uploadLimit: flags.uploadLimit,
       maxDisk: flags.maxDisk,

@@ -4,6 +4,8 @@
  * `x-dfget-digest` and `x-dfget-size` up front and the outcome in trailers —
  * `x-dfget-result` (`ok`, or an error code and message: a transfer that fails
  * after the first byte still says why) and `x-dfget-sources` (bytes by source).
+ * A failure before the first byte is an OCI error answer, e.g. `403 DENIED`
+ * for a URL the supernode refuses (not on its --allow-url list).
  */
 import { once } from 'node:events'
 import { Type, type Static } from '@sinclair/typebox'

@@ -40,7 +40,9 @@ export const DFGET_REPOSITORY = 'dfget'
  * the file is that blob (the supernode fetches the URL once and checks it);
  * without one the supernode first learns the digest by fetching the file.
  * Either way the bytes then come from peers, the supernode or the URL itself
- * exactly as a layer's do.
+ * exactly as a layer's do. The supernode fetches only URLs on its --allow-url
+ * list; its refusal (DENIED) is final: this daemon does not fetch the URL
+ * itself then (only an unreachable supernode sends it back to source).
  */
 export class DfgetService {
   private readonly c: DfgetServiceComponents

@@ -1,7 +1,8 @@
 /**
  * Any HTTP(S) file as an origin, for dfget: the same BlobResult shape the
  * registry client gives for a blob, so the supernode's fetcher and a daemon's
- * back-to-source treat a plain URL like a layer. Redirects are followed.
+ * back-to-source treat a plain URL like a layer. Redirects are followed one hop
+ * at a time, each hop asked of the policy (the supernode's --allow-url list).
  */
 import type { Digest } from '../oci/digest.js'
 import { DigestHasher } from '../oci/digest.js'
@@ -29,7 +30,28 @@ export interface UrlClient {
   get: (url: string, opts?: UrlGetOptions) => Promise<BlobResult>
 }
 
-/** Only http: and https: URLs are fetched; anything else is refused. */
+/** Which URLs may be requested (UrlAllowlist is the real one); throws to refuse. */
+export interface UrlPolicy {
+  /** `redirected`: the URL is where a redirect pointed, not the one asked for. */
+  check: (url: URL, redirected: boolean) => void
+}
+
+export interface UrlOriginComponents {
+  /** Asked before every request, each redirect hop included; absent: any http(s) URL. */
+  policy?: UrlPolicy
+}
+
+export interface UrlOriginInit {
+  /** Redirects followed per request before giving up. */
+  maxRedirects?: number
+}
+
+export const DEFAULT_MAX_REDIRECTS = 10
+
+/**
+ * Only http: and https: URLs without a user name or password are fetched
+ * (fetch() refuses credentials in a URL anyway); anything else is refused.
+ */
 export function checkFileUrl (input: string): URL {
   let url: URL
   try {
@@ -38,12 +60,21 @@ export function checkFileUrl (input: string): URL {
     throw new DeniedError('not a URL')
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new DeniedError(`only http and https URLs can be fetched, not ${url.protocol}`)
+  if (url.username !== '' || url.password !== '') throw new DeniedError('URLs with a user name or password are not fetched')
   return url
 }
 
 export class UrlOrigin implements UrlClient {
+  private readonly policy: UrlPolicy | undefined
+  private readonly maxRedirects: number
+
+  constructor (components: UrlOriginComponents = {}, init: UrlOriginInit = {}) {
+    this.policy = components.policy
+    this.maxRedirects = init.maxRedirects ?? DEFAULT_MAX_REDIRECTS
+  }
+
   async head (url: string, signal?: AbortSignal): Promise<UrlHead> {
-    const res = await send(url, { method: 'HEAD', signal })
+    const res = await this.send(url, { method: 'HEAD', signal })
     const size = Number(res.headers.get('content-length') ?? NaN)
     if (!Number.isSafeInteger(size) || size < 0) throw new UpstreamError(`${url}: the server did not say how big the file is`, res.status)
     return validators({ size }, res.headers)
@@ -52,7 +83,7 @@ export class UrlOrigin implements UrlClient {
   async get (url: string, opts: UrlGetOptions = {}): Promise<BlobResult> {
     const headers: Record<string, string> = { 'accept-encoding': 'identity' }
     if (opts.range != null) headers.range = `bytes=${opts.range.start}-${opts.range.end}`
-    const res = await send(url, { method: 'GET', headers, signal: opts.signal })
+    const res = await this.send(url, { method: 'GET', headers, signal: opts.signal })
     const length = optionalNumber(res.headers.get('content-length'))
     let start = 0
     let size = res.status === 200 ? length : undefined
@@ -73,6 +104,31 @@ export class UrlOrigin implements UrlClient {
       cancel: () => { void stream?.cancel().catch(() => {}) }
     }
   }
+
+  /** One request, following redirects by hand so that every hop is checked; errors name `url`, never a hop. */
+  private async send (url: string, init: { method: string, headers?: Record<string, string>, signal?: AbortSignal }): Promise<Response> {
+    let target = checkFileUrl(url)
+    for (let hop = 0; ; hop++) {
+      this.policy?.check(target, hop > 0)
+      let res: Response
+      try {
+        res = await fetch(target, { method: init.method, headers: init.headers, signal: init.signal, redirect: 'manual' })
+      } catch (err) {
+        if (init.signal?.aborted === true) throw err
+        throw new UnavailableError(`${url} unreachable`, { cause: err })
+      }
+      if (res.status === 200 || res.status === 206) return res
+      void res.body?.cancel().catch(() => {})
+      if (REDIRECTS.has(res.status)) {
+        if (hop >= this.maxRedirects) throw new UpstreamError(`${url}: more than ${this.maxRedirects} redirects`, res.status)
+        target = redirectTarget(url, target, res)
+        continue
+      }
+      if (res.status === 404 || res.status === 410) throw new BlobUnknownError(`${url}: HTTP ${res.status}`)
+      if (res.status === 401 || res.status === 403) throw new DeniedError(`${url}: HTTP ${res.status}`)
+      throw new UpstreamError(`${url}: HTTP ${res.status}`, res.status)
+    }
+  }
 }
 
 async function * body (stream: ReadableStream<Uint8Array> | null, verify: Digest | undefined, url: string): AsyncGenerator<Uint8Array> {
@@ -86,25 +142,25 @@ async function * body (stream: ReadableStream<Uint8Array> | null, verify: Digest
   } catch (err) {
     throw new UpstreamError(`${url}: body interrupted`, undefined, { cause: err })
   }
-  if (hasher != null && verify != null && hasher.digest().value !== verify.value) {
-    throw new DigestMismatchError(`${url} does not hash to ${verify.value} (got ${hasher.digest().value})`)
-  }
+  if (hasher == null || verify == null) return
+  // a Hash can be finished once: digest() a second time throws a plain Error
+  const got = hasher.digest().value
+  if (got !== verify.value) throw new DigestMismatchError(`${url} does not hash to ${verify.value} (got ${got})`)
 }
 
-async function send (url: string, init: { method: string, headers?: Record<string, string>, signal?: AbortSignal }): Promise<Response> {
-  checkFileUrl(url)
-  let res: Response
+/** Only GET and HEAD are sent, so every redirect status keeps the method. */
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+
+function redirectTarget (url: string, from: URL, res: Response): URL {
+  const location = res.headers.get('location')
+  if (location == null) throw new UpstreamError(`${url}: HTTP ${res.status} without a Location`, res.status)
+  let next: URL
   try {
-    res = await fetch(url, { method: init.method, headers: init.headers, signal: init.signal, redirect: 'follow' })
-  } catch (err) {
-    if (init.signal?.aborted === true) throw err
-    throw new UnavailableError(`${url} unreachable`, { cause: err })
+    next = new URL(location, from)
+  } catch {
+    throw new UpstreamError(`${url}: HTTP ${res.status} to an invalid Location`, res.status)
   }
-  if (res.status === 200 || res.status === 206) return res
-  void res.body?.cancel().catch(() => {})
-  if (res.status === 404 || res.status === 410) throw new BlobUnknownError(`${url}: HTTP ${res.status}`)
-  if (res.status === 401 || res.status === 403) throw new DeniedError(`${url}: HTTP ${res.status}`)
-  throw new UpstreamError(`${url}: HTTP ${res.status}`, res.status)
+  return checkFileUrl(next.href)
 }
 
 function cancelled (res: Response, err: Error): Error {

@@ -12,8 +12,7 @@ import type { OriginFetcher } from '../origin/origin-fetcher.js'
 import type { FetchTask, PieceComplete } from '../origin/fetch-task.js'
 import type { BlobAccess } from '../auth/blob-access.js'
 import type { UrlAccess } from '../auth/url-access.js'
-import type { UrlResolver } from '../origin/url-resolver.js'
-import { checkFileUrl } from '../../shared/http/url-origin.js'
+import { redact, type UrlResolver } from '../origin/url-resolver.js'
 
 export interface TaskHandlerComponents {
   libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
@@ -22,7 +21,7 @@ export interface TaskHandlerComponents {
   /** Checks every request with the origin before the blob is fetched, joined or served; absent: no check. */
   access?: Pick<BlobAccess, 'authorize'>
   /** dfget: files named by URL (their digests learnt, their access gated); absent: URL tasks are refused. */
-  urls?: { resolver: Pick<UrlResolver, 'resolve'>, access: Pick<UrlAccess, 'authorize' | 'track'> }
+  urls?: { resolver: Pick<UrlResolver, 'resolve'>, access: Pick<UrlAccess, 'admit' | 'authorize' | 'track'> }
 }
 
 export interface TaskHandlerInit {
@@ -89,11 +88,18 @@ export class TaskHandler implements Startable {
     }
   }
 
-  /** dfget: the file at `url`, its digest given or (empty) learnt by fetching it once. */
-  private async onUrlTask (framed: FramedStream, url: string, given: string, connection: Connection): Promise<void> {
+  /** dfget: the file at `url` (if the operator allows it), its digest given or (empty) learnt by fetching it once. */
+  private async onUrlTask (framed: FramedStream, requested: string, given: string, connection: Connection): Promise<void> {
     const urls = this.components.urls
     if (urls == null) throw new DeniedError('this supernode does not fetch URLs')
-    checkFileUrl(url)
+    // refused before anything is looked up or fetched; from here on the URL as it was checked
+    let url: string
+    try {
+      url = urls.access.admit(requested).href
+    } catch (err) {
+      this.log.info({ peer: connection.remotePeer.toString(), url: redact(requested), err: (err as Error).message }, 'URL task refused')
+      throw err
+    }
     const digest = given === '' ? await urls.resolver.resolve(url) : parseDigest(given)
     const grant = await urls.access.authorize(digest.value, connection.remotePeer)
     const ensured = this.components.originFetcher.ensure({ registry: 'dfget', repository: 'dfget', digest, credentials: ANONYMOUS, url })
