@@ -19,6 +19,7 @@ import { TaskHandler } from './p2p/task-handler.js'
 import { UrlResolver } from './origin/url-resolver.js'
 import { UrlAccess } from './auth/url-access.js'
 import { UrlOrigin } from '../shared/http/url-origin.js'
+import { UrlAllowlist } from '../shared/security/url-allowlist.js'
 import { PreheatManager } from './preheat/preheat-manager.js'
 import type { ManifestClient } from './preheat/image-blobs.js'
 import { TrackerState } from './tracker/tracker-state.js'
@@ -56,6 +57,8 @@ export interface Supernode {
 export async function createSupernode (config: SupernodeConfig, deps: SupernodeDeps): Promise<Supernode> {
   const logger = deps.logger
   const log = logger.child({ component: 'supernode' })
+  // dfget: only URLs (and redirect hops) on the operator's list are fetched; a bad pattern is a ConfigError, before anything starts
+  const allowUrls = new UrlAllowlist(config.allowUrls)
   const metrics = createMetricsRegistry('damselfly_supernode')
   const counters = createSupernodeMetrics(metrics)
   const store = new BlobStore({
@@ -80,7 +83,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   // without any; the access checks below keep the raw client, so they never grant a client a blob
   const credentials = CredentialStore.load({ credentialsFile: config.credentialsFile, dockerConfig: config.dockerConfig }, logger)
   const ownClient = credentials.size > 0 ? withConfiguredCredentials(client, credentials) : client
-  const urls = new UrlOrigin()
+  const urls = new UrlOrigin({ policy: allowUrls })
   const resolve = (name: string): ReturnType<typeof resolveEndpoint> => resolveEndpoint(name, { endpoints: config.registryEndpoints, insecure: config.insecureRegistries })
   const visibility = new BlobVisibility(join(config.dataDir, 'public'))
   const blobAccess = new BlobAccess({
@@ -106,14 +109,14 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     metrics: counters,
     onPublic: async (digest) => { await visibility.set(digest, true) }
   })
-  const urlAccess = new UrlAccess({ visibility, store, running: () => originFetcher.running(), tickets: blobAccess })
+  const urlAccess = new UrlAccess({ visibility, store, running: () => originFetcher.running(), tickets: blobAccess, urls: allowUrls })
   // preheat resolves manifests: only with a client that can fetch them (a RegistryClient)
   const manifestClient = typeof (ownClient as Partial<ManifestClient>).getManifest === 'function' ? ownClient as unknown as ManifestClient : undefined
   const preheat = manifestClient != null ? new PreheatManager({ fetcher: originFetcher, client: manifestClient, resolveEndpoint: resolve, logger }) : undefined
   const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess, urls: { resolver: urlResolver, access: urlAccess } })
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
-  const superSeed = new SuperSeedPolicy()
+  const superSeed = new SuperSeedPolicy({ isPresent: (peer) => node.getConnections().some(c => c.remotePeer.toString() === peer) })
   const uploadLimit = parseBytes(config.uploadLimit)
   const pieceServer = new PieceServer({ libp2p: node, source: store, logger }, {
     onUpload: bytes => { counters.uploadBytes.inc(bytes) },
@@ -164,6 +167,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       ready = true
       if (apiToken == null && !isLoopback(config.host)) log.warn({ host: config.host }, 'operator API has no token (--api-token-file): anyone who reaches it may use it')
       if (config.swarmKeyFile == null && !isLoopback(config.host)) log.warn({ host: config.host }, 'open swarm: any process that reaches the p2p port may join (--swarm-key)')
+      if (allowUrls.any) log.warn('dfget: --allow-url \'*\': this supernode fetches any http(s) URL a swarm member names, internal addresses included')
+      else log.info({ allowUrls: allowUrls.patterns }, allowUrls.empty ? 'dfget: URL tasks are refused (no --allow-url)' : 'dfget: URLs fetched only under these prefixes')
       log.info({ peerId: node.peerId.toString(), multiaddrs: multiaddrs(), http: httpAddress }, 'supernode started')
     },
 
