@@ -264,6 +264,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       await seeder.stop()
       blobs.close()
       pieceClient.close()
+      network.close()
       await app.close()
       await swarmHandler.stop()
       await pieceServer.stop()

@@ -46,8 +46,6 @@ export interface BlobDownloadInit {
   maxNeighbours?: number
   /** Tracker announce period while downloading. */
   announceIntervalMs?: number
-  /** Fewer peers than this from the tracker → also ask the DHT. */
-  minTrackerPeers?: number
   maxPieceAttempts?: number
   /**
    * No piece arrived for this long while pieces are missing: go back to the
@@ -379,16 +377,26 @@ export class BlobDownload {
     this.announceTimer.unref()
   }
 
-  /** Announce to the tracker, ask the DHT when the tracker has too few peers, greet new ones. */
+  /**
+   * Neighbours worth having for a blob of `pieces` pieces: a swarm stream each, bitfields
+   * and `have` messages both ways, at every daemon — for a one-piece blob two holders are
+   * plenty, and more only multiply streams across a pull of many small layers.
+   */
+  private neighbourCap (pieces: number): number {
+    return Math.min(this.init.maxNeighbours ?? 10, Math.max(2, Math.ceil(pieces / 2)))
+  }
+
+  /** Announce to the tracker, ask the DHT when the tracker cannot be reached, greet new ones. */
   private async discover (): Promise<void> {
     const partial = this.partial
     if (partial == null || this.finished || this.failure != null) return
-    const max = this.init.maxNeighbours ?? 10
+    const max = this.neighbourCap(partial.manifest.pieces.length)
     const wantPeers = this.neighbours.size < max
     const byBlob = await this.c.network.announce([{ digest: this.req.digest, bitfield: partial.bitfield, wantPeers }])
     if (!wantPeers) return
     let contacts: PeerContact[] = byBlob?.get(this.req.digest.value) ?? []
-    if ((byBlob == null || contacts.length < (this.init.minTrackerPeers ?? 3)) && Date.now() - this.lastLookup > DHT_LOOKUP_INTERVAL_MS) {
+    // the tracker hears from every daemon: the DHT is for when it cannot be reached
+    if (byBlob == null && Date.now() - this.lastLookup > DHT_LOOKUP_INTERVAL_MS) {
       this.lastLookup = Date.now()
       contacts = [...contacts, ...await this.c.network.findProviders(this.req.digest, max)]
     }

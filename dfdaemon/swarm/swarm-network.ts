@@ -2,6 +2,7 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
+import PQueue from 'p-queue'
 import type { Digest } from '../../shared/oci/digest.js'
 import type { DamselflyNode } from '../../shared/p2p/node.js'
 import { FramedStream } from '../../shared/p2p/codec.js'
@@ -55,6 +56,13 @@ export class SwarmNetwork {
   private readonly init: SwarmNetworkInit
   private readonly log: Logger
   private readonly provided = new Set<string>()
+  /**
+   * DHT provides one at a time and at most two a second: each is a query to the closest
+   * peers and an RPC to each, at every daemon, so a pull of fifty small blobs on every host
+   * must not become a burst of them competing with the pull (the tracker is what finds
+   * peers while the supernode is up; provider records are for when it is not).
+   */
+  private readonly provides = new PQueue({ concurrency: 1, interval: 1000, intervalCap: 2 })
 
   constructor (components: SwarmNetworkComponents, init: SwarmNetworkInit = {}) {
     this.c = components
@@ -113,11 +121,18 @@ export class SwarmNetwork {
     return out
   }
 
-  /** Publish that we hold pieces of the blob (once per blob, in the background). */
+  /** Drop provides not yet started (shutdown). */
+  close (): void {
+    this.provides.clear()
+  }
+
+  /** Publish that we hold pieces of the blob (once per blob, queued behind earlier ones, in the background). */
   provide (digest: Digest): void {
     if (this.provided.has(digest.value)) return
     this.provided.add(digest.value)
-    this.c.libp2p.contentRouting.provide(blobCid(digest), { signal: AbortSignal.timeout(60_000) }).then(() => {
+    this.provides.add(async () => {
+      await this.c.libp2p.contentRouting.provide(blobCid(digest), { signal: AbortSignal.timeout(60_000) })
+    }).then(() => {
       this.c.metrics.dhtProvides.inc({ result: 'ok' })
     }, (err: Error) => {
       this.provided.delete(digest.value)
