@@ -3,8 +3,10 @@
 # clients (skopeo, podman, containerd/ctr, docker.io's dockerd), iproute2 and util-linux for the
 # network namespace Docker's test runs in (ip netns, nsenter), htpasswd and openssl for the auth
 # modes, docker-compose for the compose file check. Idempotent; installing docker.io starts no daemon (the tests start their own).
+# `--bench` adds what `npm run bench` compares against: nginx, aria2 (aria2c), mktorrent, opentracker.
 set -euo pipefail
 pkgs=(docker-registry skopeo podman containerd runc docker.io iproute2 util-linux apache2-utils openssl curl ca-certificates)
+if [ "${1:-}" = "--bench" ]; then pkgs+=(nginx aria2 mktorrent opentracker); fi
 # Debian's docker-compose (1.29) checks compose/docker-compose.yml (test/unit/compose); added when apt offers it
 if apt-cache policy docker-compose 2>/dev/null | grep -q 'Candidate: [0-9]'; then pkgs+=(docker-compose); fi
 missing=()

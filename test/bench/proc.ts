@@ -30,9 +30,12 @@ export interface Proc {
 export function startProc (host: Host, name: string, argv: string[], logDir: string, cleanup: Cleanup, env?: NodeJS.ProcessEnv): Proc {
   const logFile = join(logDir, `${name}.log`)
   const out = createWriteStream(logFile, { flags: 'a' })
-  // DAMSELFLY_PROF_DIR=DIR writes a V8 CPU profile of every node process the bench starts
+  // DAMSELFLY_PROF_DIR=DIR writes a V8 CPU profile of every node process the bench starts;
+  // DAMSELFLY_NODE_FLAGS adds V8/node flags (e.g. --trace-gc) to each
+  const isNode = argv[0] === process.execPath
   const prof = process.env.DAMSELFLY_PROF_DIR
-  const node = prof != null && argv[0] === process.execPath ? [argv[0], '--cpu-prof', '--cpu-prof-dir', prof, ...argv.slice(1)] : argv
+  const flags = [...(prof != null ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), ...(process.env.DAMSELFLY_NODE_FLAGS?.split(' ').filter(Boolean) ?? [])]
+  const node = isNode ? [argv[0], ...flags, ...argv.slice(1)] : argv
   const full = [...host.prefix, ...node]
   const child = spawn(full[0], full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env })
   if (child.pid === undefined) throw new Error(`could not start ${name} (${argv[0]})`)

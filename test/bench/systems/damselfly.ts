@@ -6,7 +6,8 @@ import type { Host } from '../hosts.js'
 import { hostGet, metricSum, procStats, startProc, waitHttp, type Proc } from '../proc.js'
 import { skopeoPull, type RunningSystem, type ScenarioContext } from './system.js'
 
-const LOG_LEVEL = 'warn'
+/** DAMSELFLY_BENCH_LOG_LEVEL=debug (with --keep) leaves every process's full log behind. */
+const LOG_LEVEL = process.env.DAMSELFLY_BENCH_LOG_LEVEL ?? 'warn'
 
 /**
  * A supernode on `host`, its store in `dir/name`, answering /healthz; `insecure` registries are
