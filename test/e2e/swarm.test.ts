@@ -68,6 +68,9 @@ describe('eight hosts pulling one image at once', () => {
     assert.equal(fromPeers + fromSupernode, DAEMONS * imageBytes, 'every piece byte counted once')
     assert.ok(share >= 0.6, `peers delivered ${(share * 100).toFixed(1)}% of piece bytes`)
     assert.ok(uploaded < 2.5 * imageBytes, `supernode uploaded ${(uploaded / imageBytes).toFixed(2)} copies`)
+    let lookups = 0
+    for (const d of daemons) lookups += await scrapeMetric(d.url, 'damselfly_dfdaemon_dht_lookups_total')
+    assert.equal(lookups, 0, 'with the tracker answering, no daemon asked the DHT for peers')
   })
 
   it('with the supernode gone, a new daemon bootstrapped from a peer pulls from peers via the DHT', async () => {
@@ -97,5 +100,6 @@ describe('eight hosts pulling one image at once', () => {
     await origin.flushLog()
     for (const d of image.layers.map(l => l.digest)) assert.equal(origin.blobRequests(d), 1, 'the origin was not asked again')
     assert.equal(await scrapeMetric(newcomer.url, 'damselfly_dfdaemon_piece_bytes_total', { source: 'peer' }), imageBytes)
+    assert.ok(await scrapeMetric(newcomer.url, 'damselfly_dfdaemon_dht_lookups_total', { result: 'found' }) >= 1, 'the newcomer found its peers on the DHT')
   })
 })
