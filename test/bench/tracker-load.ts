@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { Bitfield } from '../../shared/pieces/bitfield.js'
 import type { TrackerAnnounce } from '../../shared/p2p/tracker-messages.js'
 import { percentile } from './figures.js'
+import { seededRandom } from '../helpers/prng.js'
 
 /** No phase runs longer than this; what is left is not sent and the phase is marked truncated. */
 export const PHASE_DEADLINE_MS = 120_000
@@ -26,7 +27,7 @@ export interface Workload {
 
 /** Each peer seeds `perPeer` distinct blobs and downloads one more, all uniformly at random (seeded, so runs compare). */
 export function workload (peers: number, blobs: number, perPeer: number, seed = 1): Workload {
-  const random = mulberry32(seed)
+  const random = seededRandom(seed)
   const digests = Array.from({ length: blobs }, (_, j) => `sha256:${createHash('sha256').update(`damselfly-bench-blob-${j}`).digest('hex')}`)
   const seeds: number[][] = []
   const downloads: number[] = []
@@ -123,14 +124,3 @@ export async function runPhase (lanes: number, perLane: number, deadlineMs: numb
   }
 }
 
-/** A seeded PRNG (mulberry32), as in the tracker's unit tests. */
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}

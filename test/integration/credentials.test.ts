@@ -25,10 +25,9 @@ import { createSupernodeMetrics } from '../../supernode/metrics.js'
 import { createSupernode, type Supernode } from '../../supernode/supernode.js'
 import { SUPERNODE_DEFAULTS } from '../../supernode/config.js'
 import { createNode, type DamselflyNode } from '../../shared/p2p/node.js'
-import { FramedStream } from '../../shared/p2p/codec.js'
-import { TASK_PROTOCOL } from '../../shared/p2p/protocols.js'
 import { TaskAnswer, type TaskRequest } from '../../shared/p2p/task-messages.js'
 import { startRegistry, TOKEN_SERVICE, type AuthMode, type TestRegistry } from '../helpers/registry.js'
+import { askTask } from '../helpers/task.js'
 import { pushImage, type PushedImage } from '../helpers/images.js'
 import { rejectsWithName } from '../helpers/assertions.js'
 
@@ -195,19 +194,7 @@ for (const mode of ['basic', 'token'] as AuthMode[]) {
         peer = await createNode({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, dhtClientMode: true })
         await peer.start()
         const target = multiaddr(sn.multiaddrs[0])
-        const ask = async (req: TaskRequest): Promise<TaskAnswer[]> => {
-          const framed = new FramedStream(await (peer as DamselflyNode).dialProtocol(target, TASK_PROTOCOL))
-          await framed.writeMessage(req)
-          const out: TaskAnswer[] = []
-          for (;;) {
-            const a = await framed.readMessage(TaskAnswer, { allowEnd: true })
-            if (a == null) break
-            out.push(a)
-            if (a.type === 'done' || a.type === 'error') break
-          }
-          await framed.close()
-          return out
-        }
+        const ask = async (req: TaskRequest): Promise<TaskAnswer[]> => await askTask(peer as DamselflyNode, target, req)
         // the blob is in the store, fetched with the configured credentials: a client without any still gets nothing
         const anon = await ask({ registry: reg.host, repository: 'team/app', digest: image.layers[0].digest })
         assert.equal(anon.length, 1)

@@ -22,10 +22,9 @@ import { loadUpstreamTls } from '../../shared/oci/upstream-tls.js'
 import { createSupernode, type Supernode } from '../../supernode/supernode.js'
 import { SUPERNODE_DEFAULTS } from '../../supernode/config.js'
 import { createNode, type DamselflyNode } from '../../shared/p2p/node.js'
-import { FramedStream } from '../../shared/p2p/codec.js'
-import { TASK_PROTOCOL } from '../../shared/p2p/protocols.js'
 import { TaskAnswer } from '../../shared/p2p/task-messages.js'
 import { collect } from '../helpers/assertions.js'
+import { askTask } from '../helpers/task.js'
 
 const run = promisify(execFile)
 const logger = pino({ level: 'silent' })
@@ -120,19 +119,7 @@ describe('upstream TLS (--ca-file, --insecure-skip-verify)', () => {
       try {
         peer = await createNode({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, dhtClientMode: true })
         await peer.start()
-        const ask = async (sn: Supernode): Promise<TaskAnswer[]> => {
-          const framed = new FramedStream(await (peer as DamselflyNode).dialProtocol(multiaddr(sn.multiaddrs[0]), TASK_PROTOCOL))
-          await framed.writeMessage({ registry: 'tls.registry.test', repository: REPO, digest })
-          const out: TaskAnswer[] = []
-          for (;;) {
-            const a = await framed.readMessage(TaskAnswer, { allowEnd: true })
-            if (a == null) break
-            out.push(a)
-            if (a.type === 'done' || a.type === 'error') break
-          }
-          await framed.close()
-          return out
-        }
+        const ask = async (sn: Supernode): Promise<TaskAnswer[]> => await askTask(peer as DamselflyNode, multiaddr(sn.multiaddrs[0]), { registry: 'tls.registry.test', repository: REPO, digest })
         const base = { ...SUPERNODE_DEFAULTS, host: '127.0.0.1', port: 0, p2pPort: 0, logLevel: 'silent' as const, registryEndpoints: { 'tls.registry.test': ep.url } }
         const plain = await createSupernode({ ...base, dataDir: join(sdir, 'plain') }, { logger })
         nodes.push(plain)

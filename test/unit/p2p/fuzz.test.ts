@@ -42,6 +42,7 @@ import { createDaemon, type Daemon } from '../../../dfdaemon/daemon.js'
 import { DAEMON_DEFAULTS } from '../../../dfdaemon/config.js'
 import { deterministicBytes } from '../../helpers/images.js'
 import { freePort } from '../../helpers/ports.js'
+import { seededRandom } from '../../helpers/prng.js'
 
 const logger = pino({ level: 'silent' })
 const SEED = 0x5eed
@@ -54,21 +55,9 @@ const REPOSITORY = 'fuzz/app'
 const BLOB = deterministicBytes('fuzz-blob', (3 << 20) + 12_345)
 const DIGEST = digestOf(BLOB)
 
-/** mulberry32: small, fast, and the same sequence for the same seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 class Rng {
   private readonly next: () => number
-  constructor (seed: number) { this.next = prng(seed) }
+  constructor (seed: number) { this.next = seededRandom(seed) }
   int (max: number): number { return Math.floor(this.next() * max) }
   pick<T>(items: readonly T[]): T { return items[this.int(items.length)] }
   bytes (n: number): Buffer {

@@ -3,21 +3,10 @@ import assert from 'node:assert/strict'
 import { TrackerState, type TrackerStateInit } from '../../../supernode/tracker/tracker-state.js'
 import { MAX_PEERS_PER_BLOB } from '../../../shared/p2p/tracker-messages.js'
 import { Bitfield } from '../../../shared/pieces/bitfield.js'
+import { seededRandom } from '../../helpers/prng.js'
 
 const BLOB = `sha256:${'a'.repeat(64)}`
 const OTHER = `sha256:${'b'.repeat(64)}`
-
-/** A seeded PRNG (mulberry32), so orders are reproducible. */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function fakeClock (): { now: () => number, advance: (ms: number) => void } {
   let t = 1_000_000
@@ -29,7 +18,7 @@ function addr (id: string): string[] {
 }
 
 function state (init: TrackerStateInit = {}): TrackerState {
-  return new TrackerState({ random: seeded(1), ...init })
+  return new TrackerState({ random: seededRandom(1), ...init })
 }
 
 function ids (peers: Array<{ peerId: string }>): string[] {
@@ -67,7 +56,7 @@ describe('TrackerState', () => {
 
   it('randomises the order among equally good peers', () => {
     const orderWith = (seed: number): string[] => {
-      const s = state({ random: seeded(seed) })
+      const s = state({ random: seededRandom(seed) })
       for (let i = 0; i < 10; i++) s.announce(`p${i}`, addr(`p${i}`), { digest: BLOB, pieces: 8, complete: true })
       return ids(s.peersFor(BLOB))
     }
@@ -76,7 +65,7 @@ describe('TrackerState', () => {
     assert.notDeepEqual(a, b)
     assert.deepEqual([...a].sort(), [...b].sort())
 
-    const s = state({ random: seeded(7) })
+    const s = state({ random: seededRandom(7) })
     for (let i = 0; i < 10; i++) s.announce(`p${i}`, addr(`p${i}`), { digest: BLOB, pieces: 8, complete: true })
     const firsts = new Map<string, number>()
     for (let i = 0; i < 500; i++) {
@@ -87,7 +76,7 @@ describe('TrackerState', () => {
   })
 
   it('samples uniformly from a group larger than the limit', () => {
-    const s = state({ random: seeded(3) })
+    const s = state({ random: seededRandom(3) })
     for (let i = 0; i < 40; i++) s.announce(`p${i}`, [], { digest: BLOB, pieces: 8, complete: true })
     const seen = new Set<string>()
     for (let i = 0; i < 100; i++) for (const p of s.peersFor(BLOB, undefined, 5)) seen.add(p.peerId)
