@@ -205,6 +205,7 @@ export class PieceScheduler {
     reqs.set(source.id, ac)
     this.load.set(source.id, (this.load.get(source.id) ?? 0) + 1)
     this.c.metrics.piecesInFlight.inc()
+    const asked = Date.now()
     source.fetch(index, ac.signal).then(async ({ bytes, sha256 }) => {
       if (this.stopped || this.c.partial.bitfield.has(index) || this.writing.has(index)) {
         // an endgame duplicate that lost the race: received, but not needed
@@ -221,6 +222,7 @@ export class PieceScheduler {
       this.failures.delete(source.id)
       this.c.metrics.pieceBytes.inc({ source: source.kind }, bytes.byteLength)
       this.c.metrics.pieces.inc({ source: source.kind })
+      this.c.logger.trace({ index, source: source.kind, ms: Date.now() - asked }, 'piece received')
       // endgame losers: the piece is here, stop the other requests for it
       for (const [id, other] of this.inFlight.get(index) ?? []) if (id !== source.id) other.abort(new UnavailableError('piece arrived elsewhere'))
       this.c.onPiece(index, source)
@@ -241,6 +243,7 @@ export class PieceScheduler {
 
   private failed (source: PieceSource, index: number, err: Error): void {
     if (err.name === 'TooManyRequestsError') {
+      this.c.logger.trace({ index, source: source.kind }, 'piece refused: busy')
       // not a fault: the supernode wants the piece traded among neighbours, or a peer is at its upload bound
       const until = Date.now() + DEFER_MS
       if (source.kind === 'supernode') this.deferred.set(index, until)

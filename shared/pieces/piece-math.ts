@@ -6,9 +6,9 @@
  * over many peers at once, within [MIN_PIECE_SIZE, MAX_PIECE_SIZE] so that small
  * layers are not cut into slivers and huge ones not into thousands of pieces.
  */
-export const MIN_PIECE_SIZE = 1 << 20 // 1 MiB
+export const MIN_PIECE_SIZE = 1 << 19 // 512 KiB
 export const MAX_PIECE_SIZE = 16 << 20 // 16 MiB
-export const TARGET_PIECES = 128
+export const TARGET_PIECES = 512
 /** The biggest blob a manifest may describe (1 TiB): a bound for validation, not a product limit. */
 export const MAX_BLOB_SIZE = 2 ** 40
 

@@ -187,6 +187,7 @@ export class OriginFetcher {
             const hash = sha256Hex(bytes)
             await partial.writePiece(index, bytes, hash)
             task.pieceComplete(index, hash)
+            this.log.trace({ index }, 'piece from origin')
             index++
             filled = 0
             want = index < count ? pieceLength(manifest.size, manifest.pieceSize, index) : 0
