@@ -122,8 +122,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     onUpload: bytes => { counters.uploadBytes.inc(bytes) },
     uploadLimiter: uploadLimit != null ? new RateLimiter(uploadLimit) : undefined,
     authorize: async (digest, peer, ticket) => { await blobAccess.authorizePiece(digest, peer, ticket) },
-    admit: (digest, index, peer) => {
-      const ok = superSeed.admit(digest, index, peer)
+    admit: async (digest, index, peer) => {
+      const ok = superSeed.admit(digest, index, peer, (await store.getManifest(digest))?.pieces.length)
       if (!ok) counters.superSeedRefusals.inc()
       return ok
     }

@@ -50,7 +50,7 @@ export interface PieceServerInit {
    * Whether to serve this request now; false answers TOOMANYREQUESTS so the
    * asker gets the piece elsewhere (super-seeding, upload bounds).
    */
-  admit?: (digest: Digest, index: number, peer: PeerId) => boolean
+  admit?: (digest: Digest, index: number, peer: PeerId) => boolean | Promise<boolean>
   /** Most pieces sent at once by this server; more are refused with TOOMANYREQUESTS. */
   maxConcurrentUploads?: number
   /** Shared bound on upload bytes per second. */
@@ -131,7 +131,7 @@ export class PieceServer implements Startable {
       return
     }
     const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
-    if (busy || (this.init.admit != null && !this.init.admit(digest, req.index, peer))) {
+    if (busy || (this.init.admit != null && !(await this.init.admit(digest, req.index, peer)))) {
       await framed.writeMessage({ ok: false, code: 'TOOMANYREQUESTS', message: busy ? 'too many uploads' : 'ask your neighbours' })
       return
     }

@@ -31,6 +31,9 @@ interface PieceRecord {
  * on a piece nobody near it has — and so is one asking for a piece whose
  * recent copies all went to daemons that have since left (hosts pulling one
  * after another, such as CI runners, each get the blob at full speed).
+ * A blob of one piece (an image config, a small layer) goes to whoever asks:
+ * with nothing to trade, a refusal would only cost the asker a round trip and
+ * a wait for a neighbour to get it first.
  */
 export class SuperSeedPolicy {
   private readonly copies: number
@@ -49,7 +52,9 @@ export class SuperSeedPolicy {
     this.records = new LRUCache({ max: init.maxEntries ?? 100_000 })
   }
 
-  admit (digest: Digest, index: number, peer: PeerId): boolean {
+  /** `pieces`: how many pieces the blob has, when known. */
+  admit (digest: Digest, index: number, peer: PeerId, pieces?: number): boolean {
+    if (pieces !== undefined && pieces <= 1) return true
     const key = `${digest.hex}:${index}`
     const now = this.now()
     let rec = this.records.get(key)

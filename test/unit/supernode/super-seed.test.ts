@@ -47,6 +47,14 @@ describe('SuperSeedPolicy', () => {
     assert.equal(policy.admit(blob, 3, peers[3]), false, 'a peer never refused before gets no grace')
   })
 
+  it('serves a blob of one piece to every asker, and still trades the pieces of a bigger one', () => {
+    const clock = fakeClock()
+    const policy = new SuperSeedPolicy({ windowMs: 10_000, graceMs: 2_000, now: clock.now })
+    for (const p of peers) assert.equal(policy.admit(other, 0, p, 1), true, 'an image config: nothing to trade')
+    assert.equal(policy.admit(blob, 0, peers[0], 2), true)
+    assert.equal(policy.admit(blob, 0, peers[1], 2), false, 'two pieces: the second asker trades')
+  })
+
   it('keeps pieces and blobs apart', () => {
     const clock = fakeClock()
     const policy = new SuperSeedPolicy({ windowMs: 10_000, graceMs: 2_000, now: clock.now })
