@@ -18,6 +18,7 @@ import { MethodNotAllowedError, RouteNotFoundError } from './errors.js'
 import { API_VERSION, API_VERSION_HEADER, clientErrorHandler, isV2Url, sendError } from './http-errors.js'
 import type { ManifestSource } from './manifest-proxy.js'
 import { serveManifest } from './manifest-route.js'
+import { ConfigPrefetcher } from './config-prefetch.js'
 import { createMirrorMetrics } from './metrics.js'
 import type { UpstreamQuery, ResolvedUpstream } from './upstream.js'
 import { checkUrlLength, parseV2Path } from './v2-path.js'
@@ -53,6 +54,8 @@ export interface MirrorAppOptions {
   ping?: (endpoint: ResolvedUpstream['endpoint'], authorization: string | undefined, signal: AbortSignal) => Promise<{ status: number, challenge?: string }>
   /** `GET /dfget` for local clients (the dfget CLI); absent: no such route. */
   dfget?: DfgetService
+  /** Fetch an image's config as soon as its manifest is served (default true). */
+  prefetchConfigs?: boolean
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD'])
@@ -71,6 +74,7 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
   const ready = options.ready ?? (() => true)
   const metrics = createMirrorMetrics(options.metrics)
   const routeLabels = new WeakMap<FastifyRequest, string>()
+  const prefetcher = options.prefetchConfigs !== false ? new ConfigPrefetcher({ blobs: options.blobs, logger: options.logger }) : undefined
 
   const app = fastify({
     loggerInstance: log,
@@ -161,7 +165,11 @@ export function buildMirrorApp (options: MirrorAppOptions): MirrorApp {
         repository: upstream.repository,
         reference: path.reference,
         ...(authorization !== undefined ? { authorization } : {})
-      }, request, reply, signal)
+      }, request, reply, signal, prefetcher === undefined
+        ? undefined
+        : (bytes, contentType) => {
+            prefetcher.manifestServed(bytes, contentType, { registry: upstream.registry, repository: upstream.repository, ...(authorization !== undefined ? { authorization } : {}) })
+          })
     }
   })
 

@@ -41,6 +41,8 @@ export interface ManifestFetchResult {
   headers: Record<string, string>
   /** The upstream body for GET (consume or destroy it); undefined for HEAD. */
   body: Readable | undefined
+  /** The same body's bytes, when it was read whole (a 200 the cache keeps, or the cache's own answer). */
+  bytes?: Buffer
 }
 
 /** What the mirror app needs from a manifest source; ManifestProxy is the real one. */
@@ -164,7 +166,7 @@ export class ManifestProxy implements ManifestSource {
         release()
       }
       await this.keep(req, headers, body)
-      return { status: res.status, headers, body: Readable.from([body]) }
+      return { status: res.status, headers, body: Readable.from([body]), bytes: body }
     }
     timer = deadline(controller, this.bodyTimeoutMs, `${what}: body not received in time`)
     res.body.once('close', release)
@@ -207,7 +209,7 @@ export class ManifestProxy implements ManifestSource {
       etag: `"${digest}"`
     }
     if (cached.mediaType !== '') headers['content-type'] = cached.mediaType
-    return { status: 200, headers, body: req.method === 'HEAD' ? undefined : Readable.from([cached.body]) }
+    return { status: 200, headers, ...(req.method === 'HEAD' ? { body: undefined } : { body: Readable.from([cached.body]), bytes: cached.body }) }
   }
 }
 

@@ -13,7 +13,9 @@ export interface ManifestTarget {
   authorization?: string
 }
 
-export async function serveManifest (manifests: ManifestSource, target: ManifestTarget, request: FastifyRequest, reply: FastifyReply, signal: AbortSignal): Promise<FastifyReply> {
+/** `onServed`: called with a 200 GET's manifest bytes (when the source read them whole) as they go to the client. */
+export async function serveManifest (manifests: ManifestSource, target: ManifestTarget, request: FastifyRequest, reply: FastifyReply, signal: AbortSignal,
+  onServed?: (bytes: Buffer, contentType: string | undefined) => void): Promise<FastifyReply> {
   const method = request.method === 'HEAD' ? 'HEAD' : 'GET'
   const result = await manifests.fetch({
     endpoint: target.endpoint,
@@ -29,6 +31,7 @@ export async function serveManifest (manifests: ManifestSource, target: Manifest
     result.body?.destroy()
     return reply.send()
   }
+  if (result.status === 200 && result.bytes !== undefined) onServed?.(result.bytes, result.headers['content-type'])
   return reply.send(result.body)
 }
 
