@@ -2,7 +2,8 @@ import type { PeerId } from '@libp2p/interface'
 import type { PieceClient } from '../../shared/p2p/piece-client.js'
 import { pieceLength } from '../../shared/pieces/piece-math.js'
 import type { PieceManifest } from '../../shared/pieces/piece-manifest.js'
-import { ProtocolError } from '../../shared/errors.js'
+import { ProtocolError, TimeoutError } from '../../shared/errors.js'
+import { Deadline } from '../../shared/deadline.js'
 import type { PieceSource, SourceKind } from './piece-source.js'
 import type { RateLimiter } from '../../shared/rate-limiter.js'
 
@@ -36,16 +37,21 @@ export function peerPieceSource (client: PieceClient, peer: PeerId, manifest: Pi
       const length = pieceLength(manifest.size, manifest.pieceSize, index)
       await init.downloadLimiter?.take(length, signal)
       const timeout = pieceTimeoutMs(length, init.minPieceTimeoutMs, init.msPerMiB)
-      const bytes = await client.fetch(peer, {
-        digest: manifest.digest,
-        index,
-        sha256,
-        length,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(timeout)]),
-        messageTimeoutMs: timeout,
-        ticket: init.ticket?.()
-      })
-      return { bytes, sha256 }
+      const deadline = new Deadline(signal, timeout, () => new TimeoutError(`piece ${index} not received in ${timeout} ms`))
+      try {
+        const bytes = await client.fetch(peer, {
+          digest: manifest.digest,
+          index,
+          sha256,
+          length,
+          signal: deadline.signal,
+          messageTimeoutMs: timeout,
+          ticket: init.ticket?.()
+        })
+        return { bytes, sha256 }
+      } finally {
+        deadline.clear()
+      }
     }
   }
 }

@@ -6,6 +6,7 @@ import { encode as encodeVarint, encodingLength } from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { ProtocolError, TimeoutError } from '../errors.js'
 import { MAX_PIECE_SIZE } from '../pieces/piece-math.js'
+import { Deadline } from '../deadline.js'
 
 /** Largest JSON control message any protocol accepts. */
 export const MAX_MESSAGE_BYTES = 4 << 20
@@ -97,14 +98,14 @@ export class FramedStream {
   }
 
   private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal, timeoutMs?: number): Promise<Uint8ArrayList | null> {
-    const deadline = this.deadline(signal, timeoutMs)
+    const deadline = new Deadline(signal, timeoutMs ?? this.timeoutMs, () => new TimeoutError('message deadline passed'))
     try {
       let length = 0
       for (let i = 0; ; i++) {
         if (i >= MAX_VARINT_BYTES) throw new ProtocolError('frame length prefix too long')
         let b: Uint8ArrayList
         try {
-          b = await this.bytes.read({ bytes: 1, signal: deadline })
+          b = await this.bytes.read({ bytes: 1, signal: deadline.signal })
         } catch (err) {
           if (i === 0 && allowEnd && (err as Error).name === 'UnexpectedEOFError') return null
           if (i === 0 && (err as Error).name === 'UnexpectedEOFError') throw new ProtocolError('stream ended before a message')
@@ -116,35 +117,34 @@ export class FramedStream {
       }
       if (length > max) throw new ProtocolError(`frame of ${length} bytes exceeds the cap of ${max}`)
       if (length === 0) return new Uint8ArrayList()
-      return await this.bytes.read({ bytes: length, signal: deadline })
+      return await this.bytes.read({ bytes: length, signal: deadline.signal })
     } catch (err) {
-      throw this.translate(err, deadline)
+      throw translate(err, deadline.signal)
+    } finally {
+      deadline.clear()
     }
   }
 
   private async writeFrame (data: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
-    const deadline = this.deadline(signal)
+    const deadline = new Deadline(signal, this.timeoutMs, () => new TimeoutError('message deadline passed'))
     const prefix = encodeVarint(data.byteLength, new Uint8Array(encodingLength(data.byteLength)))
     try {
-      await this.bytes.write(new Uint8ArrayList(prefix, data), { signal: deadline })
+      await this.bytes.write(new Uint8ArrayList(prefix, data), { signal: deadline.signal })
     } catch (err) {
-      throw this.translate(err, deadline)
+      throw translate(err, deadline.signal)
+    } finally {
+      deadline.clear()
     }
   }
+}
 
-  private deadline (signal?: AbortSignal, timeoutMs = this.timeoutMs): AbortSignal {
-    const timeout = AbortSignal.timeout(timeoutMs)
-    return signal == null ? timeout : AbortSignal.any([signal, timeout])
+function translate (err: unknown, deadline: AbortSignal): Error {
+  if (err instanceof ProtocolError) return err
+  if (deadline.aborted) {
+    const reason: unknown = deadline.reason
+    if (reason instanceof Error && reason.name === 'TimeoutError') return new TimeoutError('message deadline passed', { cause: err })
+    return reason instanceof Error ? reason : new TimeoutError('aborted', { cause: err })
   }
-
-  private translate (err: unknown, deadline: AbortSignal): Error {
-    if (err instanceof ProtocolError) return err
-    if (deadline.aborted) {
-      const reason: unknown = deadline.reason
-      if (reason instanceof Error && reason.name === 'TimeoutError') return new TimeoutError('message deadline passed', { cause: err })
-      return reason instanceof Error ? reason : new TimeoutError('aborted', { cause: err })
-    }
-    if (err instanceof Error && err.name === 'UnexpectedEOFError') return new ProtocolError('stream ended mid-message', { cause: err })
-    return err instanceof Error ? err : new ProtocolError(String(err))
-  }
+  if (err instanceof Error && err.name === 'UnexpectedEOFError') return new ProtocolError('stream ended mid-message', { cause: err })
+  return err instanceof Error ? err : new ProtocolError(String(err))
 }
