@@ -69,7 +69,7 @@ export const DAEMON_DEFAULTS: Omit<DaemonConfig, 'supernode' | 'dataDir'> = {
   upstream: 'https://registry-1.docker.io',
   registryEndpoints: {},
   insecureRegistries: [],
-  supernodeInFlight: 2,
+  supernodeInFlight: 4,
   peerInFlight: 2,
   maxNeighbours: 10,
   maxUploads: 32,

@@ -10,6 +10,12 @@ export const SET_ASIDE_BASE_MS = 500
 export const SET_ASIDE_MAX_MS = 30_000
 /** How long a busy answer keeps a piece (from the supernode) or a peer off the list. */
 export const DEFER_MS = 400
+/**
+ * Requests in flight to the supernode while neighbours exist. Its upload is shared by every
+ * daemon of the swarm: deeper queues there only delay the newest pieces; a daemon alone
+ * keeps the configured depth, which a fast link needs.
+ */
+export const SWARM_SUPERNODE_IN_FLIGHT = 2
 
 export interface PieceSchedulerComponents {
   partial: PartialBlob
@@ -120,7 +126,8 @@ export class PieceScheduler {
         continue
       }
       let load = this.load.get(source.id) ?? 0
-      while (load < source.maxInFlight) {
+      const limit = source.kind === 'supernode' && this.hasPeerSources() ? Math.min(source.maxInFlight, SWARM_SUPERNODE_IN_FLIGHT) : source.maxInFlight
+      while (load < limit) {
         const index = this.choose(source)
         if (index === undefined) break
         load++

@@ -20,9 +20,9 @@ describe('pieceSizeFor', () => {
     [0, MIN_PIECE_SIZE],
     [1, MIN_PIECE_SIZE],
     [MiB, MIN_PIECE_SIZE],
-    [128 * MiB, MIN_PIECE_SIZE], // exactly TARGET_PIECES pieces of the minimum size
-    [128 * MiB + 1, 2 * MiB],
-    [129 * MiB, 2 * MiB],
+    [TARGET_PIECES * MIN_PIECE_SIZE, MIN_PIECE_SIZE], // exactly TARGET_PIECES pieces of the minimum size
+    [TARGET_PIECES * MIN_PIECE_SIZE + 1, 2 * MIN_PIECE_SIZE],
+    [TARGET_PIECES * MIN_PIECE_SIZE + MiB, 2 * MIN_PIECE_SIZE],
     [10 * GiB, MAX_PIECE_SIZE],
     [2 * TiB, MAX_PIECE_SIZE]
   ]

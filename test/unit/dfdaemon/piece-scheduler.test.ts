@@ -1,0 +1,83 @@
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import { BlobStore } from '../../../shared/store/blob-store.js'
+import { digestOf } from '../../../shared/oci/digest.js'
+import { newManifest } from '../../../shared/pieces/piece-manifest.js'
+import { PieceScheduler, SWARM_SUPERNODE_IN_FLIGHT } from '../../../dfdaemon/swarm/piece-scheduler.js'
+import { RarestFirstPolicy } from '../../../dfdaemon/swarm/piece-policy.js'
+import { DaemonMetrics } from '../../../dfdaemon/metrics.js'
+import type { PieceSource, SourceKind } from '../../../dfdaemon/swarm/piece-source.js'
+
+const logger = pino({ level: 'silent' })
+const PIECE = 1 << 10
+const PIECES = 16
+
+/** A source holding `holds` whose answers never come: what it was asked is what is in flight. */
+function pendingSource (id: string, kind: SourceKind, maxInFlight: number, holds: (i: number) => boolean): PieceSource & { asked: number[] } {
+  const asked: number[] = []
+  return {
+    id, kind, maxInFlight, asked,
+    has: holds,
+    fetch: async (index, signal) => {
+      asked.push(index)
+      return await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason as Error) }, { once: true }) })
+    }
+  }
+}
+
+describe('PieceScheduler request depth', () => {
+  let dir: string
+  let store: BlobStore
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'damselfly-sched-'))
+    store = new BlobStore({ dir, logger })
+    await store.init()
+  })
+
+  after(async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  async function scheduler (seed: string): Promise<PieceScheduler> {
+    const manifest = newManifest(digestOf(seed), PIECES * PIECE, PIECE)
+    manifest.pieces.fill('0'.repeat(64))
+    const partial = await store.openPartial(manifest)
+    return new PieceScheduler({
+      partial,
+      policy: new RarestFirstPolicy(),
+      metrics: new DaemonMetrics(new Registry()),
+      logger,
+      onPiece: () => {},
+      onFatal: (err) => { throw err },
+      urgent: () => undefined
+    })
+  }
+
+  it('keeps the configured depth to the supernode while the daemon is alone', async () => {
+    const s = await scheduler('alone')
+    const supernode = pendingSource('sn', 'supernode', 4, () => true)
+    s.addSource(supernode)
+    assert.equal(supernode.asked.length, 4)
+    s.stop()
+  })
+
+  it('asks the supernode for fewer pieces at once once neighbours exist, and each neighbour for its own depth', async () => {
+    const s = await scheduler('swarm')
+    const peer = pendingSource('peer-1', 'peer', 2, (i) => i % 2 === 0)
+    const supernode = pendingSource('sn', 'supernode', 4, () => true)
+    s.addSource(peer)
+    s.addSource(supernode)
+    assert.equal(peer.asked.length, 2)
+    assert.equal(supernode.asked.length, SWARM_SUPERNODE_IN_FLIGHT)
+    // super-seeding: the supernode is asked only for pieces the neighbour does not hold
+    assert.ok(supernode.asked.every(i => i % 2 === 1), `asked the supernode for ${supernode.asked.join(', ')}`)
+    s.stop()
+  })
+})
