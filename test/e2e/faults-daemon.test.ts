@@ -26,17 +26,9 @@ import { DAEMON_DEFAULTS } from '../../dfdaemon/config.js'
 import { startRegistry, type TestRegistry } from '../helpers/registry.js'
 import { pushImage, type PushedImage } from '../helpers/images.js'
 import { startSupernode, startDaemon, scrapeMetric, DFDAEMON_BIN, SUPERNODE_BIN, type SupernodeProcess, type RunningProcess } from '../helpers/processes.js'
+import { until } from '../helpers/until.js'
 
 const PIECE_BYTES = 'damselfly_dfdaemon_piece_bytes_total'
-
-/** Poll (bounded) until `check` holds; the caller asserts afterwards. */
-async function until (check: () => Promise<boolean>, attempts = 600, everyMs = 100): Promise<boolean> {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return true
-    await new Promise(resolve => setTimeout(resolve, everyMs))
-  }
-  return false
-}
 
 async function pieceBytes (url: string): Promise<number> {
   return await scrapeMetric(url, PIECE_BYTES)

@@ -15,19 +15,11 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js'
 import { pushImage, type PushedImage } from '../helpers/images.js'
 import { startSupernode, startDaemon, scrapeMetric, type SupernodeProcess, type DaemonProcess } from '../helpers/processes.js'
 import { skopeoCopy, dirBlobs } from '../helpers/skopeo.js'
+import { until } from '../helpers/until.js'
 
 const DAEMONS = 8
 const KILLED = 3
 const PIECE_BYTES = 'damselfly_dfdaemon_piece_bytes_total'
-
-/** Poll (bounded) until `check` holds. */
-async function until (check: () => Promise<boolean>, attempts = 600, everyMs = 100): Promise<boolean> {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return true
-    await new Promise(resolve => setTimeout(resolve, everyMs))
-  }
-  return false
-}
 
 describe('a third of the swarm killed mid-transfer', () => {
   let dir: string

@@ -19,6 +19,7 @@ import { startSupernode, startDaemon, scrapeMetric, type SupernodeProcess, type 
 import { skopeoCopy, dirBlobs } from '../helpers/skopeo.js'
 import { freePort } from '../helpers/ports.js'
 import { peerIdOf } from '../helpers/peer-id.js'
+import { until } from '../helpers/until.js'
 
 const PIECE_BYTES = 'damselfly_dfdaemon_piece_bytes_total'
 
@@ -44,11 +45,6 @@ async function bytesBySource (daemon: DaemonProcess): Promise<{ origin: number, 
     supernode: await scrapeMetric(daemon.url, PIECE_BYTES, { source: 'supernode' }),
     peer: await scrapeMetric(daemon.url, PIECE_BYTES, { source: 'peer' })
   }
-}
-
-/** Poll (bounded) until `check` holds; the caller asserts afterwards. */
-async function until (check: () => Promise<boolean>, attempts = 600, everyMs = 100): Promise<void> {
-  for (let i = 0; i < attempts && !await check(); i++) await new Promise(resolve => setTimeout(resolve, everyMs))
 }
 
 async function stopAll (procs: Array<RunningProcess | undefined>): Promise<void> {
