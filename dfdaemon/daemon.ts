@@ -88,7 +88,8 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     : undefined
   const metrics = new DaemonMetrics(registry, { connections: () => node.getConnections().length })
   const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode, pin })
-  const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger })
+  // provider records wait while downloads run (blobs is created below; asked only later)
+  const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger, busy: () => blobs.downloading() })
   const pieceClient = new PieceClient(node)
   const policy = new RarestFirstPolicy()
   const uploadLimit = parseBytes(config.uploadLimit)

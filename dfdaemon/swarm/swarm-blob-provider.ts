@@ -107,6 +107,11 @@ export class SwarmBlobProvider implements BlobProvider {
     }
   }
 
+  /** Whether any download is running on this host. */
+  downloading (): boolean {
+    return this.downloads.size > 0
+  }
+
   /** The running download of a blob, if any. */
   active (digest: string): BlobDownload | undefined {
     const dl = this.downloads.get(digest)
