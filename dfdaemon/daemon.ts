@@ -224,6 +224,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     ready: () => ready,
     allowClients,
     tls,
+    prefetchConfigs: config.prefetchConfigs,
     ping: async (endpoint, authorization, signal) => await client.ping(endpoint, {
       credentials: authorization != null && authorization !== '' ? { kind: 'authorization', header: authorization } : undefined,
       signal

@@ -569,3 +569,49 @@ describe('mirror app', () => {
     })
   })
 })
+
+describe('mirror app: config prefetch', () => {
+  const config = digestOf('{"architecture":"amd64"}')
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.value, size: 24 }, layers: [] }))
+
+  async function served (prefetchConfigs: boolean | undefined, method: 'GET' | 'HEAD'): Promise<Call[]> {
+    const blobs = new StubBlobs(new Map([[config.value, Buffer.from('{"architecture":"amd64"}')]]))
+    const manifests = new StubManifests()
+    manifests.next = (req) => ({
+      status: 200,
+      headers: { 'content-type': OCI_MANIFEST },
+      ...(req.method === 'HEAD' ? { body: undefined } : { body: Readable.from([manifest]), bytes: manifest })
+    })
+    const app = buildMirrorApp({
+      logger: pino({ level: 'silent' }),
+      metrics: new Registry(),
+      blobs,
+      manifests,
+      upstreams: new UpstreamResolver({ upstream: 'http://127.0.0.1:5999' }),
+      ...(prefetchConfigs !== undefined ? { prefetchConfigs } : {})
+    })
+    try {
+      const res = await app.inject({ method, url: '/v2/team/app/manifests/v1', headers: { authorization: 'Bearer abc' } })
+      assert.equal(res.statusCode, 200)
+      if (method === 'GET') assert.deepEqual(res.rawPayload, manifest)
+      await new Promise(resolve => setImmediate(resolve))
+      return blobs.calls
+    } finally {
+      await app.close()
+    }
+  }
+
+  it('a GET of an image manifest starts its config with the client\'s credentials', async () => {
+    const calls = await served(undefined, 'GET')
+    assert.equal(calls.length, 1)
+    assert.equal(calls[0].kind, 'stat')
+    assert.equal(calls[0].req.digest.value, config.value)
+    assert.equal(calls[0].req.repository, 'team/app')
+    assert.equal(calls[0].req.authorization, 'Bearer abc')
+  })
+
+  it('a HEAD starts nothing, and neither does a GET with prefetchConfigs off', async () => {
+    assert.deepEqual(await served(undefined, 'HEAD'), [])
+    assert.deepEqual(await served(false, 'GET'), [])
+  })
+})
