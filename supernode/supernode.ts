@@ -123,7 +123,9 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     uploadLimiter: uploadLimit != null ? new RateLimiter(uploadLimit) : undefined,
     authorize: async (digest, peer, ticket) => { await blobAccess.authorizePiece(digest, peer, ticket) },
     admit: async (digest, index, peer) => {
-      const ok = superSeed.admit(digest, index, peer, (await store.getManifest(digest))?.pieces.length)
+      // only a blob's first piece can be its only one: no manifest lookup on the way to any other
+      const pieces = index === 0 ? (await store.getManifest(digest))?.pieces.length : undefined
+      const ok = superSeed.admit(digest, index, peer, pieces)
       if (!ok) counters.superSeedRefusals.inc()
       return ok
     }

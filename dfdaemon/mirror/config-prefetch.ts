@@ -9,27 +9,25 @@
  */
 import type { Logger } from '../../shared/logging.js'
 import { parseDigest, type Digest } from '../../shared/oci/digest.js'
+import { baseMediaType, DOCKER_MANIFEST_V2, OCI_MANIFEST } from '../../shared/oci/media-types.js'
 import type { BlobProvider, BlobRequest } from '../blob-provider.js'
 
-const IMAGE_MANIFESTS = new Set([
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json'
-])
+const IMAGE_MANIFESTS = new Set([OCI_MANIFEST, DOCKER_MANIFEST_V2])
 
 /** Configs bigger than this are left for the client to ask for. */
 export const MAX_PREFETCH_CONFIG_BYTES = 1 << 20
 
 /** The config an image manifest names, or undefined for anything else (index, artifact, junk). */
-export function configOf (body: Uint8Array, contentType: string | undefined): { digest: Digest, size: number } | undefined {
+export function configOf (body: Buffer, contentType: string | undefined): { digest: Digest, size: number } | undefined {
   let doc: unknown
   try {
-    doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'))
+    doc = JSON.parse(body.toString('utf8'))
   } catch {
     return undefined
   }
   if (typeof doc !== 'object' || doc === null) return undefined
   const m = doc as { mediaType?: unknown, config?: { digest?: unknown, size?: unknown } }
-  const mediaType = typeof m.mediaType === 'string' ? m.mediaType : contentType?.split(';')[0].trim()
+  const mediaType = typeof m.mediaType === 'string' ? m.mediaType : baseMediaType(contentType)
   if (mediaType === undefined || !IMAGE_MANIFESTS.has(mediaType)) return undefined
   const { digest, size } = m.config ?? {}
   if (typeof digest !== 'string' || typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined
@@ -53,7 +51,7 @@ export class ConfigPrefetcher {
    * Start fetching the config `manifest` names, if it is an image manifest
    * with a small config; never throws, never waits.
    */
-  manifestServed (manifest: Uint8Array, contentType: string | undefined, from: Omit<BlobRequest, 'digest' | 'url'>): void {
+  manifestServed (manifest: Buffer, contentType: string | undefined, from: Omit<BlobRequest, 'digest' | 'url'>): void {
     const config = configOf(manifest, contentType)
     if (config === undefined || config.size > MAX_PREFETCH_CONFIG_BYTES) return
     // stat starts the blob's one download on this host (or finds it stored) and lets it run to the end

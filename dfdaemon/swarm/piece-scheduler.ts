@@ -119,6 +119,7 @@ export class PieceScheduler {
     if (this.stopped || partial.complete) return
     const now = Date.now()
     const ordered = [...this.sources.values()].sort((a, b) => rank(a) - rank(b))
+    const swarm = this.hasPeerSources()
     for (const source of ordered) {
       const until = this.asideUntil.get(source.id) ?? 0
       if (until > now) {
@@ -126,7 +127,7 @@ export class PieceScheduler {
         continue
       }
       let load = this.load.get(source.id) ?? 0
-      const limit = source.kind === 'supernode' && this.hasPeerSources() ? Math.min(source.maxInFlight, SWARM_SUPERNODE_IN_FLIGHT) : source.maxInFlight
+      const limit = source.kind === 'supernode' && swarm ? Math.min(source.maxInFlight, SWARM_SUPERNODE_IN_FLIGHT) : source.maxInFlight
       while (load < limit) {
         const index = this.choose(source)
         if (index === undefined) break
