@@ -48,7 +48,7 @@ export function singleHostMarkdown (r: SingleHostResult): string {
 
 One dfdaemon on loopback, no cap (software throughput): one ${(r.blobBytes / MiB).toFixed(0)} MiB layer, median of ${r.repeats} run${r.repeats === 1 ? '' : 's'}
 of each path, interleaved; MB = 10^6 bytes. curl fetches the blob (its own clock: time_starttransfer, time_total) into
-${r.sink}; skopeo copies the image (layer and config, ${(r.imageBytes / 1e6).toFixed(0)} MB) to dir: on disk, timed from start to exit.
+${r.sink}; skopeo copies the image (layer and config, ${(r.imageBytes / 1e6).toFixed(0)} MB) to an OCI layout on disk, timed from start to exit.
 Cold: a fresh supernode and daemon; warm: the same daemon again; supernode warm: a fresh daemon against the supernode
 restarted on its store (it holds the blob, its super-seeding memory is gone); just after another: a fresh daemon, alone,
 against the supernode that served every piece to the previous daemon moments ago (super-seeding refuses each piece once

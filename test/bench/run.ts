@@ -60,8 +60,8 @@ export type Log = (line: string) => void
 
 /** Whether every blob of the image is in `dest` with its size (skopeo has checked the digests). */
 async function complete (dest: string, image: PreparedImage): Promise<boolean> {
-  // skopeo writes dir:DEST/<hex>; the torrent has them under DEST/image/<hex>
-  for (const base of [dest, join(dest, 'image')]) {
+  // skopeo writes an OCI layout, DEST/blobs/sha256/<hex>; the torrent has them under DEST/image/<hex>
+  for (const base of [join(dest, 'blobs', 'sha256'), join(dest, 'image')]) {
     let all = true
     for (const b of image.blobs) {
       const s = await stat(join(base, b.digest.slice(7))).catch(() => undefined)

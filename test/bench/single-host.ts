@@ -254,7 +254,7 @@ async function curlBlob (url: string, sink: string, blob: { digest: string, size
   }
 }
 
-/** skopeo copy the image into `dest` (dir:), timed from the bench; checks the layer's digest itself too. */
+/** skopeo copy the image into `dest` (an OCI layout), timed from the bench; checks the layer's digest itself too. */
 async function skopeoImage (ctx: ScenarioContext, registry: string, dest: string, name: string, image: PreparedImage): Promise<SingleRun> {
   await rm(dest, { recursive: true, force: true })
   try {
@@ -262,7 +262,7 @@ async function skopeoImage (ctx: ScenarioContext, registry: string, dest: string
     await skopeoPull(ctx, ctx.clients[0], registry, dest, name)
     const seconds = (performance.now() - t0) / 1000
     let ok = true
-    for (const b of image.blobs) ok &&= await sha256File(join(dest, b.digest.slice(7))) === b.digest
+    for (const b of image.blobs) ok &&= await sha256File(join(dest, 'blobs', 'sha256', b.digest.slice(7))) === b.digest
     return { seconds, bytes: image.bytes, digestOk: ok }
   } finally {
     await rm(dest, { recursive: true, force: true })

@@ -37,12 +37,16 @@ export interface RunningSystem {
 
 export type SystemFactory = (ctx: ScenarioContext) => Promise<RunningSystem>
 
-/** skopeo copy `docker://REGISTRY/repo:tag` → `dir:DEST`, inside `host`. */
+/**
+ * skopeo copy `docker://REGISTRY/repo:tag` → `oci:DEST`, inside `host`. An OCI layout, not `dir:`:
+ * skopeo copies layers one at a time into `dir:` but six at once into a layout, as podman, docker
+ * and containerd fetch several layers at once.
+ */
 export async function skopeoPull (ctx: ScenarioContext, host: Host, registry: string, dest: string, name: string): Promise<void> {
   await mkdir(dest, { recursive: true })
   const proc = startProc(host, name, [
     'skopeo', 'copy', '--quiet', '--src-tls-verify=false', '--retry-times', '0',
-    `docker://${registry}/${ctx.image.repository}:${ctx.image.tag}`, `dir:${dest}`
+    `docker://${registry}/${ctx.image.repository}:${ctx.image.tag}`, `oci:${dest}`
   ], ctx.dir, ctx.cleanup)
   const timer = setTimeout(() => { proc.child.kill('SIGKILL') }, ctx.pullTimeoutSec * 1000)
   await proc.exited
