@@ -7,8 +7,12 @@
 set -euo pipefail
 pkgs=(docker-registry skopeo podman containerd runc docker.io iproute2 util-linux apache2-utils openssl curl ca-certificates)
 if [ "${1:-}" = "--bench" ]; then pkgs+=(nginx aria2 mktorrent opentracker); fi
-# Debian's docker-compose (1.29) checks compose/docker-compose.yml (test/unit/compose); added when apt offers it
-if apt-cache policy docker-compose 2>/dev/null | grep -q 'Candidate: [0-9]'; then pkgs+=(docker-compose); fi
+# Debian's docker-compose (1.29) checks compose/docker-compose.yml (test/unit/compose); added when apt offers it.
+# A machine that never ran apt-get update knows no candidates yet; the policy is read whole first
+# (grep -q closing the pipe early would fail the test under pipefail).
+if [ "$(id -u)" = 0 ] && ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then apt-get update -q; fi
+policy="$(apt-cache policy docker-compose 2>/dev/null || true)"
+if grep -q 'Candidate: [0-9]' <<<"$policy"; then pkgs+=(docker-compose); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
