@@ -9,7 +9,7 @@ import { FramedStream } from '../../shared/p2p/codec.js'
 import { SWARM_PROTOCOL } from '../../shared/p2p/protocols.js'
 import { SwarmWelcome } from '../../shared/p2p/swarm-messages.js'
 import { announce } from '../../shared/p2p/tracker-client.js'
-import type { TrackerAnnounce } from '../../shared/p2p/tracker-messages.js'
+import { MAX_ANNOUNCED_BLOBS, type TrackerAnnounce } from '../../shared/p2p/tracker-messages.js'
 import { blobCid } from '../../shared/p2p/cid.js'
 import { Bitfield } from '../../shared/pieces/bitfield.js'
 import { manifestFromWire, type PieceManifest } from '../../shared/pieces/piece-manifest.js'
@@ -28,6 +28,11 @@ export interface AnnounceEntry {
   digest: Digest
   bitfield: Bitfield
   wantPeers: boolean
+}
+
+interface WaitingAnnounce {
+  entries: AnnounceEntry[]
+  resolve: (reply: Map<string, PeerContact[]> | undefined) => void
 }
 
 export interface SwarmNetworkComponents {
@@ -69,6 +74,8 @@ export class SwarmNetwork {
   private readonly provides = new PQueue({ concurrency: 1, interval: 1000, intervalCap: 2 })
   /** Whether the last tracker announce got an answer. */
   private trackerReachable = true
+  private readonly waitingAnnounces: WaitingAnnounce[] = []
+  private announcing = false
   private closed = false
 
   constructor (components: SwarmNetworkComponents, init: SwarmNetworkInit = {}) {
@@ -83,9 +90,46 @@ export class SwarmNetwork {
 
   /**
    * Announce what we hold to the tracker; returns the peers it hands out per
-   * blob, or undefined when the supernode cannot be reached.
+   * blob, or undefined when the supernode cannot be reached. One announce is in
+   * flight at a time: those made meanwhile (every download of a many-layer pull
+   * announces) wait for it and then go together as one, so the tracker gets one
+   * stream and one address check for them all rather than one each.
    */
-  async announce (entries: AnnounceEntry[], signal?: AbortSignal): Promise<Map<string, PeerContact[]> | undefined> {
+  async announce (entries: AnnounceEntry[]): Promise<Map<string, PeerContact[]> | undefined> {
+    return await new Promise(resolve => {
+      this.waitingAnnounces.push({ entries, resolve })
+      if (!this.announcing) void this.sendAnnounces()
+    })
+  }
+
+  /** Send the waiting announces, as many as fit in one message at a time, until none waits. */
+  private async sendAnnounces (): Promise<void> {
+    this.announcing = true
+    try {
+      while (this.waitingAnnounces.length > 0) {
+        const batch: WaitingAnnounce[] = []
+        const byDigest = new Map<string, AnnounceEntry>()
+        while (this.waitingAnnounces.length > 0) {
+          const next = this.waitingAnnounces[0]
+          const fresh = next.entries.filter(e => !byDigest.has(e.digest.value)).length
+          if (batch.length > 0 && byDigest.size + fresh > MAX_ANNOUNCED_BLOBS) break
+          this.waitingAnnounces.shift()
+          batch.push(next)
+          // one entry per blob: the bitfield is the live one; peers if any caller wants them
+          for (const e of next.entries) {
+            const had = byDigest.get(e.digest.value)
+            byDigest.set(e.digest.value, { ...e, wantPeers: e.wantPeers || (had?.wantPeers ?? false) })
+          }
+        }
+        const reply = await this.announceNow([...byDigest.values()])
+        for (const w of batch) w.resolve(reply)
+      }
+    } finally {
+      this.announcing = false
+    }
+  }
+
+  private async announceNow (entries: AnnounceEntry[]): Promise<Map<string, PeerContact[]> | undefined> {
     const msg: TrackerAnnounce = {
       addrs: this.c.libp2p.getMultiaddrs().map(String).slice(0, 16),
       blobs: entries.map(e => ({
@@ -97,8 +141,8 @@ export class SwarmNetwork {
       }))
     }
     try {
-      const peer = await this.c.supernode.peerId(signal)
-      const reply = await announce(this.c.libp2p, peer, msg, { signal, timeoutMs: this.init.announceTimeoutMs ?? 5000 })
+      const peer = await this.c.supernode.peerId()
+      const reply = await announce(this.c.libp2p, peer, msg, { timeoutMs: this.init.announceTimeoutMs ?? 5000 })
       this.c.metrics.trackerAnnounces.inc({ result: 'ok' })
       this.trackerReachable = true
       const out = new Map<string, PeerContact[]>()
@@ -107,7 +151,7 @@ export class SwarmNetwork {
     } catch (err) {
       this.c.metrics.trackerAnnounces.inc({ result: 'error' })
       this.trackerReachable = false
-      this.log.debug({ err: (err as Error).message }, 'tracker announce failed')
+      this.log.debug({ err: (err as Error).message, blobs: entries.length }, 'tracker announce failed')
       return undefined
     }
   }
@@ -175,7 +219,8 @@ export class SwarmNetwork {
    * blob's holders want our `ticket` from the supernode.
    */
   async greet (peer: PeerContact, digest: Digest, have: Bitfield | undefined, signal?: AbortSignal, ticket?: string): Promise<{ manifest: PieceManifest, neighbour: Neighbour }> {
-    if (peer.addrs.length > 0) await this.c.libp2p.peerStore.merge(peer.peerId, { multiaddrs: peer.addrs })
+    // a peer-store write per greet adds up over many small blobs: only when there is no connection to reuse
+    if (peer.addrs.length > 0 && this.c.libp2p.getConnections(peer.peerId).length === 0) await this.c.libp2p.peerStore.merge(peer.peerId, { multiaddrs: peer.addrs })
     const deadline = AbortSignal.timeout(this.init.greetTimeoutMs ?? 10_000)
     const stream = await this.c.libp2p.dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
     const framed = new FramedStream(stream)

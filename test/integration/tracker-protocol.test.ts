@@ -14,6 +14,13 @@ import { TrackerAnswer, type TrackerAnnounce, type TrackerReply } from '../../sh
 import { announce } from '../../shared/p2p/tracker-client.js'
 import { createSupernode, type Supernode } from '../../supernode/supernode.js'
 import { SUPERNODE_DEFAULTS } from '../../supernode/config.js'
+import { SwarmNetwork } from '../../dfdaemon/swarm/swarm-network.js'
+import type { SupernodeClient } from '../../dfdaemon/swarm/supernode-client.js'
+import { DaemonMetrics } from '../../dfdaemon/metrics.js'
+import { Bitfield } from '../../shared/pieces/bitfield.js'
+import { parseDigest } from '../../shared/oci/digest.js'
+import { Registry } from 'prom-client'
+import { peerIdFromString } from '@libp2p/peer-id'
 
 const logger = pino({ level: 'silent' })
 const BLOB = `sha256:${'1'.repeat(64)}`
@@ -125,5 +132,30 @@ describe('tracker protocol', () => {
   it('reports a peer that does not run the tracker as unavailable', async () => {
     const [a, b] = nodes
     await assert.rejects(announce(a, b.getMultiaddrs()[0], { addrs: addrsOf(a), blobs: [] }), { name: 'UnavailableError' })
+  })
+
+  it('sends a daemon\'s announces made while one is in flight as one, each caller getting its blobs\' peers', async () => {
+    const [a, , c] = nodes
+    const sn = supernode as Supernode
+    const digests = [...'56789a'].map(h => `sha256:${h.repeat(64)}`)
+    await announce(a, target, { addrs: addrsOf(a), blobs: digests.map(d => blob(d, { complete: true })) })
+    const snPeer = peerIdFromString(sn.peerId)
+    await c.peerStore.merge(snPeer, { multiaddrs: [target] })
+    const client = { peerId: async () => snPeer } as unknown as SupernodeClient
+    const net = new SwarmNetwork({ libp2p: c, supernode: client, metrics: new DaemonMetrics(new Registry()), logger })
+    const okBefore = metricValue(await sn.metrics.metrics(), 'damselfly_supernode_tracker_announces_total{result="ok"}') ?? 0
+
+    // six downloads announce in the same tick, two of them twice
+    const calls = [...digests, digests[2], digests[5]].map(async (d, i) =>
+      await net.announce([{ digest: parseDigest(d), bitfield: new Bitfield(16), wantPeers: i !== 7 }]))
+    const replies = await Promise.all(calls)
+    for (const [i, reply] of replies.entries()) {
+      const d = i < 6 ? digests[i] : i === 6 ? digests[2] : digests[5]
+      assert.deepEqual(reply?.get(d)?.map(p => p.peerId.toString()), [a.peerId.toString()], `call ${i} gets its blob's holder`)
+    }
+    const okAfter = metricValue(await sn.metrics.metrics(), 'damselfly_supernode_tracker_announces_total{result="ok"}') ?? 0
+    // the first went at once, the seven made while it was in flight together
+    assert.equal(okAfter - okBefore, 2)
+    net.close()
   })
 })
