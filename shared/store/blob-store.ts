@@ -251,8 +251,9 @@ export class BlobStore {
 
   /**
    * Move a fully held partial blob into the complete store. Unless the caller
-   * already hashed the bytes in order (`verified`), the whole file is hashed;
-   * a mismatch discards the entry and throws DigestMismatchError.
+   * vouches for the bytes (`verified`: it hashed them in order, or every piece
+   * matched a hash of the checked blob) and no piece was found rotten since, the
+   * whole file is hashed; a mismatch discards the entry and throws DigestMismatchError.
    */
   async commit (blob: PartialBlob, options: { verified?: boolean } = {}): Promise<void> {
     const digest = blob.manifest.digest
@@ -263,7 +264,7 @@ export class BlobStore {
     let moved = false
     try {
       await this.removing.get(`complete:${digest.hex}`)
-      if (options.verified !== true) await blob.verify()
+      if (options.verified !== true || blob.suspect) await blob.verify()
       await blob.flush()
       // The partial stays readable (its open handle survives the rename) until
       // the complete entry exists, so a piece reader never finds neither. The
@@ -289,6 +290,11 @@ export class BlobStore {
       await rm(this.layout.partialEntry(digest), { recursive: true, force: true })
     })
     this.quota.schedule()
+  }
+
+  /** A piece of this partial blob (if one is open) read back wrong: its commit hashes the whole file. */
+  distrustPartial (digest: Digest): void {
+    this.partials.get(digest.value)?.distrust()
   }
 
   async discardPartial (digest: Digest): Promise<void> {

@@ -8,6 +8,13 @@ import { DigestMismatchError, ProtocolError } from '../errors.js'
 import { writeFileAtomic } from './atomic-write.js'
 import { asDiskFull, isDiskFull } from './disk-full.js'
 
+/**
+ * Least time between two saves of the state while pieces arrive: each is a
+ * data-file sync and an atomic rewrite with its own sync, and a crash costs at
+ * most the pieces of this long, fetched again after the restart.
+ */
+export const STATE_SAVE_INTERVAL_MS = 500
+
 /** On-disk state of a partial blob: enough to resume after a crash. */
 interface PartialState {
   manifest: unknown
@@ -35,6 +42,11 @@ export class PartialBlob {
   private closed = false
   private closing: Promise<void> | undefined
   private failed: Error | undefined
+  private doubted = false
+  private lastSave = 0
+  /** Cuts the wait before the next save short (flush, close). */
+  private hurry: (() => void) | undefined
+  private urgent = 0
   /** Called once when the blob fails (full disk, unsaved state); must not throw. */
   onFailure: ((err: Error) => void) | undefined
 
@@ -78,7 +90,10 @@ export class PartialBlob {
       await fh.close()
       throw new ProtocolError('partial blob data file has the wrong size')
     }
-    return new PartialBlob(manifest, bitfield, fh, statePath)
+    const blob = new PartialBlob(manifest, bitfield, fh, statePath)
+    // pieces an earlier process wrote: its commit hashes the whole file, whoever vouches for the pieces
+    blob.doubted = true
+    return blob
   }
 
   get digest (): string {
@@ -92,6 +107,16 @@ export class PartialBlob {
   /** Why the blob failed, if it did: it then takes no more pieces and cannot be committed. */
   get failure (): Error | undefined {
     return this.failed
+  }
+
+  /** Whether a held piece was found not to match its hash since it was written (rot on disk). */
+  get suspect (): boolean {
+    return this.doubted
+  }
+
+  /** Mark the data as suspect: the commit then hashes the whole file whatever vouched for the pieces. */
+  distrust (): void {
+    this.doubted = true
   }
 
   /** Bytes of the pieces held so far. */
@@ -170,14 +195,22 @@ export class PartialBlob {
 
   /** Wait until the state on disk holds every piece written so far; throws the blob's failure. */
   async flush (): Promise<void> {
-    await this.persisting
-    if (this.persistQueued) await this.persisting
+    this.urgent++
+    this.hurry?.()
+    try {
+      await this.persisting
+      if (this.persistQueued) await this.persisting
+    } finally {
+      this.urgent--
+    }
     if (this.failed != null) throw this.failed
   }
 
   /** Save what is pending (a failed blob saves nothing more) and close the data file. */
   async close (): Promise<void> {
     this.closing ??= (async () => {
+      this.urgent++
+      this.hurry?.()
       await this.persisting
       if (this.persistQueued) await this.persisting
       this.closed = true
@@ -196,13 +229,25 @@ export class PartialBlob {
     const state = this.stateJson()
     await this.fh.datasync()
     await writeFileAtomic(this.statePath, state)
+    this.lastSave = Date.now()
   }
 
-  /** Coalesce state writes: at most one in flight and one queued. */
+  /**
+   * Coalesce state writes: at most one in flight and one queued, and no sooner
+   * than STATE_SAVE_INTERVAL_MS after the last unless someone flushes.
+   */
   private schedulePersist (): void {
     if (this.persistQueued) return
     this.persistQueued = true
     this.persisting = this.persisting.then(async () => {
+      const wait = this.lastSave + STATE_SAVE_INTERVAL_MS - Date.now()
+      if (wait > 0 && this.urgent === 0) {
+        await new Promise<void>(resolve => {
+          const timer = setTimeout(resolve, wait)
+          this.hurry = () => { clearTimeout(timer); resolve() }
+        })
+        this.hurry = undefined
+      }
       this.persistQueued = false
       if (!this.closed && this.failed == null) await this.persistNow()
     }).catch((err: unknown) => {

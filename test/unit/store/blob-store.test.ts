@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -130,6 +130,21 @@ describe('BlobStore', () => {
     // and the digest can be fetched again from scratch
     const fresh = await store.openPartial(blob.manifest())
     assert.equal(fresh.bitfield.count, 0)
+  })
+
+  it('hashes the whole file at a vouched commit once a piece was found rotten', async () => {
+    const store = await newStore()
+    const blob = makeBlob(2 * PIECE + 99)
+    const p = await store.openPartial(blob.manifest())
+    for (let i = 0; i < blob.count; i++) await p.writePiece(i, blob.piece(i))
+    // a piece rots on disk after it was written and checked
+    const fh = await open(store.layout.partialData(blob.digest), 'r+')
+    await fh.write(Buffer.from([blob.piece(1)[5] ^ 0xff]), 0, 1, PIECE + 5)
+    await fh.close()
+    store.distrustPartial(blob.digest)
+    assert.equal(p.suspect, true)
+    await rejectsWithName(store.commit(p, { verified: true }), 'DigestMismatchError')
+    assert.equal(await store.getComplete(blob.digest), undefined)
   })
 
   it('keeps the pieces held when commit is called too early', async () => {
