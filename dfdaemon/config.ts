@@ -56,6 +56,8 @@ export const DaemonConfigSchema = Type.Object({
   caFile: Type.Optional(Type.String({ minLength: 1 })),
   /** Do not verify upstream TLS certificates (explicit opt-in; logged as a warning). */
   insecureSkipVerify: Type.Optional(Type.Boolean()),
+  /** A piece checked against its hash is served again without hashing for this long (0: hash every piece read from disk). */
+  pieceRecheckMs: Type.Integer({ minimum: 0, maximum: 86_400_000 }),
   /** Fetch an image's config (up to 1 MiB) as soon as a GET of its manifest passes through the mirror. */
   prefetchConfigs: Type.Boolean(),
   logLevel: Type.Union([Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('silent')])
@@ -78,6 +80,7 @@ export const DAEMON_DEFAULTS: Omit<DaemonConfig, 'supernode' | 'dataDir'> = {
   noProgressTimeoutMs: 15_000,
   bootstrap: [],
   allowClients: [],
+  pieceRecheckMs: 60_000,
   prefetchConfigs: true,
   logLevel: 'info'
 }

@@ -97,7 +97,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
   const uploadLimiter = uploadLimit != null ? new RateLimiter(uploadLimit) : undefined
   const downloadLimiter = downloadLimit != null ? new RateLimiter(downloadLimit) : undefined
   // every piece read from the store is checked before a peer or a client gets it
-  const verifiedPieces = new VerifiedPieces({ store, metrics, logger })
+  const verifiedPieces = new VerifiedPieces({ store, metrics, logger }, { freshMs: config.pieceRecheckMs })
 
   const blobs: SwarmBlobProvider = new SwarmBlobProvider({
     store,
@@ -117,6 +117,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
         ...(r.authorization != null ? { authorization: r.authorization } : {}),
         ...(r.url != null ? { url: r.url } : {})
       }),
+      onPieceVerified: (digest, index) => { verifiedPieces.vouch(digest, index) },
       onGrant: (digest, ticket) => {
         visibility.set(digest, ticket == null).catch(err => { logger.warn({ digest, err: (err as Error).message }, 'cannot record blob visibility') })
       },

@@ -37,6 +37,7 @@ const program = new Command()
   .option('--stall-timeout <ms>', `no piece for this long: go back to the origin (default ${DAEMON_DEFAULTS.noProgressTimeoutMs})`)
   .option('--max-disk <bytes>', 'most disk the store may take, e.g. 20G; least recently used blobs are evicted (default: none)')
   .option('--min-free-disk <bytes>', 'free space to keep on the data dir\'s filesystem, e.g. 2G (default: none)')
+  .option('--piece-recheck-ms <ms>', `serve a checked piece again without hashing it for this long; 0: hash every piece read from disk (default ${DAEMON_DEFAULTS.pieceRecheckMs})`)
   .option('--bootstrap <multiaddr>', 'a peer to join the DHT through, besides the supernode (repeatable)', collect)
   .option('--registry-endpoint <name=url>', 'fetch registry NAME from URL (repeatable)', collect)
   .option('--insecure-registry <name>', 'reach registry NAME over plain HTTP (repeatable)', collect)
@@ -73,6 +74,7 @@ function flagsOf (o: Opts): Record<string, unknown> {
     noProgressTimeoutMs: o.stallTimeout,
     maxDisk: o.maxDisk,
     minFreeDisk: o.minFreeDisk,
+    pieceRecheckMs: o.pieceRecheckMs,
     registryEndpoints: keyValues(o.registryEndpoint as string[] | undefined),
     insecureRegistries: o.insecureRegistry,
     swarmKeyFile: o.swarmKey,

@@ -25,6 +25,8 @@ export interface BlobDownloadComponents {
   supernodeSource: (manifest: PieceManifest, has: (index: number) => boolean) => PieceSource
   /** Makes a neighbour a piece source for this blob. */
   peerSource: (manifest: PieceManifest, neighbour: Neighbour) => PieceSource
+  /** A piece arrived, matched its hash and was written. */
+  onPieceVerified?: (digest: BlobRequest['digest'], index: number) => void
   /** The supernode's answer: a ticket (private blob) or none (public); called before any neighbour can greet us. */
   onGrant?: (digest: string, ticket: string | undefined) => void
   /** Back-to-source: the origin registry itself; without it, no back-to-source. */
@@ -102,6 +104,12 @@ export class BlobDownload {
   private originAdded = false
   private lastLookup = 0
   private announces = 0
+  /**
+   * Settles when the supernode's task stream ends: true when it ended with
+   * `done`, the supernode's word that it checked the whole blob against its
+   * digest before every piece hash it sent us was final.
+   */
+  private taskEnd?: Promise<boolean>
   private resolveReady!: (m: PieceManifest) => void
   private rejectReady!: (err: Error) => void
   private resolveDone!: () => void
@@ -216,10 +224,12 @@ export class BlobDownload {
     let manifest: PieceManifest
     let early: Neighbour[] = []
     let backToSource = false
+    let endTask: (vouched: boolean) => void = () => {}
     try {
       this.task = await this.c.openTask(this.req)
       answers = this.task[Symbol.asyncIterator]()
       manifest = await this.firstAnswer(answers)
+      this.taskEnd = new Promise(resolve => { endTask = resolve })
     } catch (err) {
       // only an unreachable supernode sends us to the neighbours; a refusal stands
       if (!(err instanceof UnavailableError)) throw err
@@ -239,6 +249,7 @@ export class BlobDownload {
       logger: this.log,
       onPiece: (index, source) => {
         this.received[source.kind] += pieceLength(partial.manifest.size, partial.manifest.pieceSize, index)
+        this.c.onPieceVerified?.(this.req.digest, index)
         this.pieceArrived(index)
       },
       onFatal: (err) => { this.fail(err) },
@@ -256,10 +267,11 @@ export class BlobDownload {
     this.log.debug({ size: manifest.size, pieceSize: manifest.pieceSize, pieces: manifest.pieces.length, held: partial.bitfield.count }, 'download started')
     if (partial.bitfield.count > 0) this.c.network.provide(this.req.digest)
     this.scheduleAnnounce(0)
-    await this.maybeCommit()
+    void this.maybeCommit()
 
     // the rest of the task: piece hashes as the supernode completes them
     if (answers == null) return
+    let vouched = false
     try {
       for (;;) {
         const next = await answers.next()
@@ -271,6 +283,7 @@ export class BlobDownload {
         } else if (a.type === 'error') {
           throw errorFromCode(a.code, a.message, a.challenge)
         } else if (a.type === 'done') {
+          vouched = true
           break
         }
       }
@@ -280,6 +293,8 @@ export class BlobDownload {
       if (this.c.origin == null && (this.neighbours.size === 0 || partial.manifest.pieces.includes(null))) throw err
       this.log.warn({ err: err.message, neighbours: this.neighbours.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
+    } finally {
+      endTask(vouched)
     }
   }
 
@@ -436,7 +451,11 @@ export class BlobDownload {
     if (partial == null || !partial.complete || this.committing || this.finished || this.failure != null) return
     this.committing = true
     try {
-      await this.c.store.commit(partial)
+      // Pieces each matched their hash. With the supernode's `done` those hashes are
+      // of the blob it checked whole, so the blob needs no second read and hash here;
+      // without it (no supernode, or it was lost) the store hashes the whole file.
+      const vouched = this.taskEnd != null && await this.taskEnd
+      await this.c.store.commit(partial, { verified: vouched })
     } catch (err) {
       this.fail(err as Error)
       return

@@ -77,11 +77,11 @@ export class SwarmBlobProvider implements BlobProvider {
   private async * pieces (req: BlobRequest, manifest: PieceManifest, start: number, end: number, dl: BlobDownload | undefined, signal: AbortSignal): AsyncGenerator<Uint8Array> {
     if (manifest.size === 0) return
     const store = this.components.store
-    // pieces at rest are checked on their way out; those a download just verified are not hashed twice
+    // every piece is checked on its way out; a download's were as they arrived, and come from memory while fresh
     const verified = this.components.pieces ?? store
     for (let i = pieceAt(manifest.pieceSize, start); i <= pieceAt(manifest.pieceSize, end); i++) {
       if (dl != null) await dl.waitPiece(i, signal)
-      let bytes = await (dl == null ? verified : store).readPiece(req.digest, i)
+      let bytes = await verified.readPiece(req.digest, i)
       if (bytes == null && dl == null) {
         // a local hit whose piece failed its hash (the blob is dropped now) or vanished: fetch it again
         this.log.warn({ digest: req.digest.value, index: i }, 'stored blob unusable; fetching it again for the rest of the answer')

@@ -191,7 +191,8 @@ describe('a piece rotting on a daemon\'s disk', () => {
     image = await pushImage(origin, { repository: 'test/rot', tag: 'v1', layers: [{ size: 8 << 20, seed: 'rot-layer' }] })
     supernode = await startSupernode({ dataDir: join(dir, 'supernode'), logDir: dir })
     procs.push(supernode)
-    rotten = await startDaemon({ name: 'rotten', supernode: supernode.url, upstream: origin.url, dataDir: join(dir, 'rotten'), logDir: dir })
+    // every piece it serves is hashed as it is read from disk, even one it has just checked
+    rotten = await startDaemon({ name: 'rotten', supernode: supernode.url, upstream: origin.url, dataDir: join(dir, 'rotten'), logDir: dir, extraArgs: ['--piece-recheck-ms', '0'] })
     procs.push(rotten)
   })
 
