@@ -77,7 +77,7 @@ export class SwarmBlobProvider implements BlobProvider {
   private async * pieces (req: BlobRequest, manifest: PieceManifest, start: number, end: number, dl: BlobDownload | undefined, signal: AbortSignal): AsyncGenerator<Uint8Array> {
     if (manifest.size === 0) return
     const store = this.components.store
-    // every piece is checked on its way out; a download's were as they arrived, and come from memory while fresh
+    // every piece is checked on its way out (a download's as it arrived, and not again while fresh)
     const verified = this.components.pieces ?? store
     for (let i = pieceAt(manifest.pieceSize, start); i <= pieceAt(manifest.pieceSize, end); i++) {
       if (dl != null) await dl.waitPiece(i, signal)

@@ -195,8 +195,7 @@ export class PartialBlob {
 
   /** Wait until the state on disk holds every piece written so far; throws the blob's failure. */
   async flush (): Promise<void> {
-    this.urgent++
-    this.hurry?.()
+    this.expedite()
     try {
       await this.persisting
       if (this.persistQueued) await this.persisting
@@ -209,14 +208,19 @@ export class PartialBlob {
   /** Save what is pending (a failed blob saves nothing more) and close the data file. */
   async close (): Promise<void> {
     this.closing ??= (async () => {
-      this.urgent++
-      this.hurry?.()
+      this.expedite()
       await this.persisting
       if (this.persistQueued) await this.persisting
       this.closed = true
       await this.fh.close()
     })()
     await this.closing
+  }
+
+  /** Save without waiting out the interval until the matching `urgent--` (close never gives it back). */
+  private expedite (): void {
+    this.urgent++
+    this.hurry?.()
   }
 
   stateJson (): string {

@@ -15,12 +15,11 @@ import { announce } from '../../shared/p2p/tracker-client.js'
 import { createSupernode, type Supernode } from '../../supernode/supernode.js'
 import { SUPERNODE_DEFAULTS } from '../../supernode/config.js'
 import { SwarmNetwork } from '../../dfdaemon/swarm/swarm-network.js'
-import type { SupernodeClient } from '../../dfdaemon/swarm/supernode-client.js'
+import { SupernodeClient } from '../../dfdaemon/swarm/supernode-client.js'
 import { DaemonMetrics } from '../../dfdaemon/metrics.js'
 import { Bitfield } from '../../shared/pieces/bitfield.js'
 import { parseDigest } from '../../shared/oci/digest.js'
 import { Registry } from 'prom-client'
-import { peerIdFromString } from '@libp2p/peer-id'
 
 const logger = pino({ level: 'silent' })
 const BLOB = `sha256:${'1'.repeat(64)}`
@@ -139,9 +138,7 @@ describe('tracker protocol', () => {
     const sn = supernode as Supernode
     const digests = [...'56789a'].map(h => `sha256:${h.repeat(64)}`)
     await announce(a, target, { addrs: addrsOf(a), blobs: digests.map(d => blob(d, { complete: true })) })
-    const snPeer = peerIdFromString(sn.peerId)
-    await c.peerStore.merge(snPeer, { multiaddrs: [target] })
-    const client = { peerId: async () => snPeer } as unknown as SupernodeClient
+    const client = new SupernodeClient({ libp2p: c, logger }, { url: sn.httpAddress as string })
     const net = new SwarmNetwork({ libp2p: c, supernode: client, metrics: new DaemonMetrics(new Registry()), logger })
     const okBefore = metricValue(await sn.metrics.metrics(), 'damselfly_supernode_tracker_announces_total{result="ok"}') ?? 0
 

@@ -1,13 +1,12 @@
-import { describe, it, before, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, open, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { open } from 'node:fs/promises'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { BlobStore } from '../../../shared/store/blob-store.js'
 import { DaemonMetrics } from '../../../dfdaemon/metrics.js'
 import { VerifiedPieces } from '../../../dfdaemon/swarm/verified-pieces.js'
+import { tempStores } from '../../helpers/stores.js'
 import { makeBlob, type TestBlob } from '../../helpers/blobs.js'
 
 const logger = pino({ level: 'silent' })
@@ -17,20 +16,10 @@ const FRESH_MS = 40
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 describe('VerifiedPieces', () => {
-  let root: string
-  let n = 0
-  const stores: BlobStore[] = []
-
-  before(async () => { root = await mkdtemp(join(tmpdir(), 'damselfly-verified-pieces-')) })
-  after(async () => {
-    for (const s of stores) await s.close().catch(() => {})
-    await rm(root, { recursive: true, force: true })
-  })
+  const stores = tempStores('verified-pieces')
 
   async function setup (): Promise<{ store: BlobStore, pieces: VerifiedPieces, metrics: DaemonMetrics, blob: TestBlob }> {
-    const store = new BlobStore({ dir: join(root, `s${n++}`), logger })
-    await store.init()
-    stores.push(store)
+    const store = await stores.open()
     const metrics = new DaemonMetrics(new Registry())
     const pieces = new VerifiedPieces({ store, metrics, logger }, { freshMs: FRESH_MS })
     const blob = makeBlob(3 * PIECE + 10, PIECE)

@@ -1,42 +1,25 @@
-import { describe, it, before, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { pino } from 'pino'
 import { BlobStore } from '../../../shared/store/blob-store.js'
 import { digestOf, sha256Hex } from '../../../shared/oci/digest.js'
 import { newManifest } from '../../../shared/pieces/piece-manifest.js'
 import { collect, rejectsWithName } from '../../helpers/assertions.js'
+import { tempStores } from '../../helpers/stores.js'
 import { makeBlob as makeTestBlob, type TestBlob } from '../../helpers/blobs.js'
 
-const logger = pino({ level: 'silent' })
 const tick = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
 const PIECE = 256 << 10
 
 const makeBlob = (size: number, pieceSize = PIECE): TestBlob => makeTestBlob(size, pieceSize)
 
 describe('BlobStore', () => {
-  let root: string
-  let n = 0
-  const stores: BlobStore[] = []
-
-  before(async () => {
-    root = await mkdtemp(join(tmpdir(), 'damselfly-blob-store-'))
-  })
-
-  after(async () => {
-    for (const s of stores) await s.close().catch(() => {})
-    await rm(root, { recursive: true, force: true })
-  })
+  const stores = tempStores('blob-store')
 
   /** A fresh store in its own directory (or a second store over `dir`). */
-  async function newStore (dir = join(root, `s${n++}`)): Promise<BlobStore> {
-    const store = new BlobStore({ dir, logger })
-    await store.init()
-    stores.push(store)
-    return store
+  async function newStore (dir = stores.dir()): Promise<BlobStore> {
+    return await stores.open({ dir })
   }
 
   it('writes pieces out of order, reads them back, commits and serves the complete blob', async () => {
@@ -162,7 +145,7 @@ describe('BlobStore', () => {
   })
 
   it('resumes a partial blob in a new store over the same directory', async () => {
-    const dir = join(root, `s${n++}`)
+    const dir = stores.dir()
     const first = await newStore(dir)
     const blob = makeBlob(4 * PIECE + 3)
     // hashes unknown up front: the store must persist the ones it learns
@@ -204,7 +187,7 @@ describe('BlobStore', () => {
       ['a held piece without a hash', state => { const s = JSON.parse(state); s.manifest.pieces[1] = null; s.bitfield = Buffer.from([0xff]).toString('base64'); return JSON.stringify(s) }]
     ]
     for (const [what, corrupt] of corruptions) {
-      const dir = join(root, `s${n++}`)
+      const dir = stores.dir()
       const first = await newStore(dir)
       const p = await first.openPartial(blob.bare())
       await p.writePiece(0, blob.piece(0))
@@ -225,7 +208,7 @@ describe('BlobStore', () => {
   it('discards a partial blob whose data file is missing or the wrong size', async () => {
     const blob = makeBlob(PIECE + 1)
     for (const damage of ['missing', 'short'] as const) {
-      const dir = join(root, `s${n++}`)
+      const dir = stores.dir()
       const first = await newStore(dir)
       const p = await first.openPartial(blob.manifest())
       await p.writePiece(0, blob.piece(0))
@@ -334,7 +317,7 @@ describe('BlobStore', () => {
   })
 
   it('drops a complete entry whose data is missing', async () => {
-    const dir = join(root, `s${n++}`)
+    const dir = stores.dir()
     const first = await newStore(dir)
     const blob = makeBlob(PIECE + 5)
     const p = await first.openPartial(blob.manifest())

@@ -1,15 +1,13 @@
-import { describe, it, before, after } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { BlobStore, type BlobStoreInit } from '../../../shared/store/blob-store.js'
 import type { DiskQuotaInit } from '../../../shared/store/disk-quota.js'
 import { collect, rejectsWithName } from '../../helpers/assertions.js'
+import { tempStores } from '../../helpers/stores.js'
 import { makeBlob as makeTestBlob, type TestBlob } from '../../helpers/blobs.js'
 
-const logger = pino({ level: 'silent' })
 const PIECE = 64 << 10
 const SIZE = 4 * PIECE
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -17,21 +15,10 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolve =
 const makeBlob = (size = SIZE): TestBlob => makeTestBlob(size, PIECE)
 
 describe('BlobStore quota and eviction', () => {
-  let root: string
-  let n = 0
-  const stores: BlobStore[] = []
-
-  before(async () => { root = await mkdtemp(join(tmpdir(), 'damselfly-quota-')) })
-  after(async () => {
-    for (const s of stores) await s.close().catch(() => {})
-    await rm(root, { recursive: true, force: true })
-  })
+  const stores = tempStores('quota')
 
   async function newStore (quota: DiskQuotaInit, opts: { dir?: string, hooks?: BlobStoreInit['hooks'] } = {}): Promise<BlobStore> {
-    const store = new BlobStore({ dir: opts.dir ?? join(root, `s${n++}`), logger, quota, hooks: opts.hooks })
-    await store.init()
-    stores.push(store)
-    return store
+    return await stores.open({ dir: opts.dir, quota, hooks: opts.hooks })
   }
 
   async function put (store: BlobStore, blob: TestBlob): Promise<void> {
@@ -71,7 +58,7 @@ describe('BlobStore quota and eviction', () => {
 
   it('brings usage under the quota, several blobs at once', async () => {
     const bytes: number[] = []
-    const first = join(root, `s${n++}`)
+    const first = stores.dir()
     let store = await newStore({}, { dir: first })
     const blobs = Array.from({ length: 6 }, () => makeBlob())
     for (const x of blobs) await put(store, x)
@@ -131,7 +118,7 @@ describe('BlobStore quota and eviction', () => {
   })
 
   it('keeps recency across a restart', async () => {
-    const dir = join(root, `s${n++}`)
+    const dir = stores.dir()
     let store = await newStore({}, { dir })
     const [a, b, c] = [makeBlob(), makeBlob(), makeBlob()]
     await put(store, a)
@@ -147,7 +134,7 @@ describe('BlobStore quota and eviction', () => {
   })
 
   it('counts only its own entries: a big unrelated file in the data dir evicts nothing', async () => {
-    const dataDir = join(root, `d${n++}`)
+    const dataDir = stores.dir()
     await mkdir(join(dataDir, 'store'), { recursive: true })
     await writeFile(join(dataDir, 'unrelated.bin'), Buffer.alloc(8 * SIZE))
     await writeFile(join(dataDir, 'store', 'stray.bin'), Buffer.alloc(8 * SIZE))
@@ -164,7 +151,7 @@ describe('BlobStore quota and eviction', () => {
   })
 
   it('counts a partial blob left by an earlier run, and may evict it since no download holds it', async () => {
-    const dir = join(root, `s${n++}`)
+    const dir = stores.dir()
     let store = await newStore({}, { dir })
     const [a, b] = [makeBlob(), makeBlob()]
     const p = await store.openPartial(a.manifest())
