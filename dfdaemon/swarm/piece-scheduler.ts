@@ -4,6 +4,7 @@ import { DamselflyError, UnavailableError } from '../../shared/errors.js'
 import type { DaemonMetrics } from '../metrics.js'
 import type { PiecePolicy } from './piece-policy.js'
 import type { PieceSource } from './piece-source.js'
+import { pieceByteLength } from '../../shared/pieces/piece-bytes.js'
 
 /** A failing source is set aside for this long, doubling per consecutive failure up to the max. */
 export const SET_ASIDE_BASE_MS = 500
@@ -217,7 +218,7 @@ export class PieceScheduler {
     source.fetch(index, ac.signal).then(async ({ bytes, sha256 }) => {
       if (this.stopped || this.c.partial.bitfield.has(index) || this.writing.has(index)) {
         // an endgame duplicate that lost the race: received, but not needed
-        this.c.metrics.wastedBytes.inc({ source: source.kind }, bytes.byteLength)
+        this.c.metrics.wastedBytes.inc({ source: source.kind }, pieceByteLength(bytes))
         return
       }
       this.writing.add(index)
@@ -228,7 +229,7 @@ export class PieceScheduler {
         this.writing.delete(index)
       }
       this.failures.delete(source.id)
-      this.c.metrics.pieceBytes.inc({ source: source.kind }, bytes.byteLength)
+      this.c.metrics.pieceBytes.inc({ source: source.kind }, pieceByteLength(bytes))
       this.c.metrics.pieces.inc({ source: source.kind })
       this.c.logger.trace({ index, source: source.kind, ms: Date.now() - asked }, 'piece received')
       // endgame losers: the piece is here, stop the other requests for it

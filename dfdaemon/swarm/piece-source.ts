@@ -1,8 +1,10 @@
+import type { PieceBytes } from '../../shared/pieces/piece-bytes.js'
+
 /** Where a piece can come from. */
 export type SourceKind = 'supernode' | 'peer' | 'origin'
 
 /** A piece's bytes and the sha256 (hex) they were checked against, or hashed to when none was known yet. */
-export interface VerifiedPiece { bytes: Uint8Array, sha256: string }
+export interface VerifiedPiece { bytes: PieceBytes, sha256: string }
 
 /**
  * One place a download session can ask for pieces: the supernode, a

@@ -1,5 +1,6 @@
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { FramedStream } from './codec.js'
+import type { PieceBytes } from '../pieces/piece-bytes.js'
 import { exchangePiece, openPieceStream, type FetchPieceOptions, type PieceAnswer } from './piece-protocol.js'
 
 export interface PieceClientInit {
@@ -32,7 +33,7 @@ export class PieceClient {
   }
 
   /** The verified bytes of one piece from `peer`; throws its refusal or the failure. */
-  async fetch (peer: PeerId, opts: FetchPieceOptions): Promise<Uint8Array> {
+  async fetch (peer: PeerId, opts: FetchPieceOptions): Promise<PieceBytes> {
     let answer: PieceAnswer | undefined
     let framed = this.take(peer)
     if (framed != null) {

@@ -2,7 +2,8 @@ import type { Libp2p, PeerId, Stream, Connection, Startable } from '@libp2p/inte
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { Type, type Static } from '@sinclair/typebox'
 import type { Logger } from 'pino'
-import { parseDigest, sha256Hex, type Digest } from '../oci/digest.js'
+import { parseDigest, type Digest } from '../oci/digest.js'
+import { pieceBuffer, pieceSha256Hex, type PieceBytes } from '../pieces/piece-bytes.js'
 import { DamselflyError, DigestMismatchError, ProtocolError, TimeoutError, errorFromCode } from '../errors.js'
 import { FramedStream } from './codec.js'
 import { PIECE_PROTOCOL } from './protocols.js'
@@ -180,7 +181,7 @@ export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConn
   }
   await framed.close()
   if (answer.refused != null) throw answer.refused
-  return answer.bytes
+  return pieceBuffer(answer.bytes)
 }
 
 /** A new piece stream to `peer`, on an open connection when there is one (far cheaper than a dial). */
@@ -192,7 +193,7 @@ export async function openPieceStream (libp2p: Pick<Libp2p, 'dialProtocol' | 'ge
 }
 
 /** What one exchange ended with: the verified bytes, or the holder's refusal (its code as a typed error). */
-export type PieceAnswer = { bytes: Uint8Array, refused?: undefined } | { refused: DamselflyError }
+export type PieceAnswer = { bytes: PieceBytes, refused?: undefined } | { refused: DamselflyError }
 
 /**
  * One request and its answer on `framed`. After either answer the stream is
@@ -203,9 +204,9 @@ export async function exchangePiece (framed: FramedStream, opts: FetchPieceOptio
   const res = await framed.readMessage(PieceResponse, { signal: opts.signal })
   if (!res.ok) return { refused: errorFromCode(res.code, res.message) }
   if (res.length !== opts.length) throw new ProtocolError(`peer announced ${res.length} bytes for a ${opts.length}-byte piece`)
-  const payload = await framed.readPayload(opts.length, opts.signal)
-  const bytes = payload.subarray()
-  if (sha256Hex(bytes) !== opts.sha256) throw new DigestMismatchError(`piece ${opts.index} of ${opts.digest.value} failed verification`)
+  // the frames as they arrived: hashed and written chunk by chunk, never copied into one buffer
+  const bytes = [...await framed.readPayload(opts.length, opts.signal)]
+  if (pieceSha256Hex(bytes) !== opts.sha256) throw new DigestMismatchError(`piece ${opts.index} of ${opts.digest.value} failed verification`)
   return { bytes }
 }
 

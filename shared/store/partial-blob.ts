@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { Bitfield } from '../pieces/bitfield.js'
 import { manifestFromWire, manifestToWire, type PieceManifest } from '../pieces/piece-manifest.js'
 import { pieceLength, pieceRange } from '../pieces/piece-math.js'
-import { sha256Hex } from '../oci/digest.js'
+import { pieceBuffer, pieceByteLength, pieceSha256Hex, type PieceBytes } from '../pieces/piece-bytes.js'
 import { DigestMismatchError, ProtocolError } from '../errors.js'
 import { writeFileAtomic } from './atomic-write.js'
 import { asDiskFull, isDiskFull } from './disk-full.js'
@@ -139,24 +139,21 @@ export class PartialBlob {
    * Store a piece's bytes. When the manifest knows the piece's hash the bytes
    * must match it; `hash` (already computed by the caller) saves hashing twice.
    */
-  async writePiece (index: number, data: Uint8Array, hash?: string): Promise<void> {
+  async writePiece (index: number, data: PieceBytes, hash?: string): Promise<void> {
     if (this.failed != null) throw this.failed
     if (this.closed) throw new ProtocolError('partial blob is closed')
     if (index < 0 || index >= this.manifest.pieces.length) throw new ProtocolError(`piece ${index} out of range`)
-    if (data.byteLength !== pieceLength(this.manifest.size, this.manifest.pieceSize, index)) {
-      throw new ProtocolError(`piece ${index} has ${data.byteLength} bytes`)
+    const length = pieceByteLength(data)
+    if (length !== pieceLength(this.manifest.size, this.manifest.pieceSize, index)) {
+      throw new ProtocolError(`piece ${index} has ${length} bytes`)
     }
-    const actual = hash ?? sha256Hex(data)
+    const actual = hash ?? pieceSha256Hex(data)
     const expected = this.manifest.pieces[index]
     if (expected != null && expected !== actual) throw new DigestMismatchError(`piece ${index} does not match its hash`)
     if (this.bitfield.has(index)) return
     const { start } = pieceRange(this.manifest.size, this.manifest.pieceSize, index)
-    let written = 0
     try {
-      while (written < data.byteLength) {
-        const { bytesWritten } = await this.fh.write(data, written, data.byteLength - written, start + written)
-        written += bytesWritten
-      }
+      await this.writeAt(data, length, start)
     } catch (err) {
       if (isDiskFull(err)) throw this.fail(asDiskFull(err, `writing piece ${index}`) as Error)
       throw err
@@ -164,6 +161,18 @@ export class PartialBlob {
     if (expected == null) this.manifest.pieces[index] = actual
     this.bitfield.set(index)
     this.schedulePersist()
+  }
+
+  /** Write `length` bytes at `position`: chunks in one writev, whatever a short write left one buffer at a time. */
+  private async writeAt (data: PieceBytes, length: number, position: number): Promise<void> {
+    let written = 0
+    if (Array.isArray(data)) written = (await this.fh.writev(data as Uint8Array[], position)).bytesWritten
+    if (written === length) return
+    const buf = pieceBuffer(data)
+    while (written < length) {
+      const { bytesWritten } = await this.fh.write(buf, written, length - written, position + written)
+      written += bytesWritten
+    }
   }
 
   /** Bytes of a held piece, or undefined. */

@@ -9,6 +9,7 @@ import { PieceServer, type FetchPieceOptions } from '../../../shared/p2p/piece-p
 import { PieceClient } from '../../../shared/p2p/piece-client.js'
 import { PIECE_PROTOCOL } from '../../../shared/p2p/protocols.js'
 import { digestOf, sha256Hex, type Digest } from '../../../shared/oci/digest.js'
+import { pieceSha256Hex } from '../../../shared/pieces/piece-bytes.js'
 import { rejectsWithName } from '../../helpers/assertions.js'
 
 const logger = pino({ level: 'silent' })
@@ -54,16 +55,16 @@ describe('piece client: requests one after another on kept streams', () => {
 
   it('fetches many pieces one after another over a single stream', async () => {
     const opts = Array.from({ length: 6 }, (_, i) => add(blob, i, randomBytes(100_000 + i)))
-    for (const o of opts) assert.equal(sha256Hex(await client.fetch(server.peerId, o)), o.sha256)
+    for (const o of opts) assert.equal(pieceSha256Hex(await client.fetch(server.peerId, o)), o.sha256)
     assert.equal(serverStreams(), 1, 'one stream served every request')
   })
 
   it('opens a stream per concurrent request, and no more', async () => {
     const opts = Array.from({ length: 8 }, (_, i) => add(blob, 10 + i, randomBytes(200_000)))
-    await Promise.all(opts.slice(0, 4).map(async (o) => { assert.equal(sha256Hex(await client.fetch(server.peerId, o)), o.sha256) }))
+    await Promise.all(opts.slice(0, 4).map(async (o) => { assert.equal(pieceSha256Hex(await client.fetch(server.peerId, o)), o.sha256) }))
     const open = serverStreams()
     assert.ok(open >= 1 && open <= 4, `${open} streams for 4 concurrent requests`)
-    await Promise.all(opts.slice(4).map(async (o) => { assert.equal(sha256Hex(await client.fetch(server.peerId, o)), o.sha256) }))
+    await Promise.all(opts.slice(4).map(async (o) => { assert.equal(pieceSha256Hex(await client.fetch(server.peerId, o)), o.sha256) }))
     assert.equal(serverStreams(), open, 'the next four reused them')
   })
 
@@ -77,7 +78,7 @@ describe('piece client: requests one after another on kept streams', () => {
     } finally {
       refused.delete(30)
     }
-    assert.equal(sha256Hex(await client.fetch(server.peerId, o)), o.sha256)
+    assert.equal(pieceSha256Hex(await client.fetch(server.peerId, o)), o.sha256)
     assert.equal(serverStreams(), before, 'no new stream after refusals')
   })
 
@@ -89,7 +90,7 @@ describe('piece client: requests one after another on kept streams', () => {
     } finally {
       lie.delete(40)
     }
-    assert.equal(sha256Hex(await client.fetch(server.peerId, o)), o.sha256)
+    assert.equal(pieceSha256Hex(await client.fetch(server.peerId, o)), o.sha256)
   })
 
   it('closes its idle streams on close()', async () => {
@@ -136,7 +137,7 @@ describe('piece client: a holder that closes idle streams', () => {
       assert.equal(streams(), 1)
       for (let i = 0; i < 100 && streams() > 0; i++) await sleep(20) // the server's 300 ms idle timeout
       assert.equal(streams(), 0, 'the closed stream is gone at both ends')
-      assert.equal(sha256Hex(await client.fetch(server.peerId, o)), o.sha256)
+      assert.equal(pieceSha256Hex(await client.fetch(server.peerId, o)), o.sha256)
       assert.equal(streams(), 1)
     } finally {
       client.close()

@@ -95,6 +95,25 @@ describe('BlobStore', () => {
     assert.deepEqual(Buffer.from((await store.readPiece(blob.digest, 0))!), blob.piece(0))
   })
 
+  it('stores a piece given in the chunks it arrived in, byte for byte, and checks the chunks as one', async () => {
+    const store = await newStore()
+    const blob = makeBlob(2 * PIECE + 5)
+    const p = await store.openPartial(blob.manifest())
+    const chunksOf = (b: Uint8Array, cuts: number[]): Uint8Array[] => [0, ...cuts].map((c, i, all) => b.subarray(c, all[i + 1] ?? b.byteLength))
+    const wrong = Buffer.from(blob.piece(1))
+    wrong[PIECE - 1] ^= 0x01
+    await rejectsWithName(p.writePiece(1, chunksOf(wrong, [1, 65_536, PIECE - 1])), 'DigestMismatchError')
+    await rejectsWithName(p.writePiece(1, chunksOf(blob.piece(1), [10]).slice(1)), 'ProtocolError')
+    assert.equal(p.bitfield.count, 0)
+
+    await p.writePiece(0, chunksOf(blob.piece(0), [1, 65_519, 131_038, 200_000]))
+    await p.writePiece(1, [blob.piece(1)])
+    await p.writePiece(2, chunksOf(blob.piece(2), [2]))
+    for (let i = 0; i < 3; i++) assert.deepEqual(Buffer.from((await p.readPiece(i))!), blob.piece(i))
+    await store.commit(p)
+    assert.deepEqual(await collect(await store.createReadStream(blob.digest)), blob.bytes)
+  })
+
   it('discards a blob whose bytes do not hash to its digest at commit', async () => {
     const store = await newStore()
     const blob = makeBlob(2 * PIECE + 99)
