@@ -196,7 +196,7 @@ export class BlobDownload {
     this.log.debug({ peer: neighbour.id, outbound: neighbour.outbound, has: neighbour.bitfield.count }, 'neighbour added')
     this.scheduler?.addSource(this.c.peerSource(partial.manifest, neighbour))
     neighbour.start({
-      onHave: () => { this.scheduler?.pump() },
+      onHave: () => { this.scheduler?.pumpSoon() },
       onClose: () => {
         if (this.neighbours.get(neighbour.id) === neighbour) {
           this.neighbours.delete(neighbour.id)

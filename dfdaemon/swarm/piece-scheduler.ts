@@ -66,6 +66,7 @@ export class PieceScheduler {
   private readonly deferred = new Map<number, number>()
   private wakeTimer?: NodeJS.Timeout
   private wakeTime = 0
+  private pumpQueued = false
   private stopped = false
 
   constructor (components: PieceSchedulerComponents, init: PieceSchedulerInit = {}) {
@@ -100,11 +101,30 @@ export class PieceScheduler {
     return this.inFlight.size
   }
 
-  /** How many swarm sources (supernode included, origin not) hold piece `index`. */
-  availability (index: number): number {
-    let n = 0
-    for (const s of this.sources.values()) if (s.kind !== 'origin' && s.has(index)) n++
-    return n
+  /**
+   * Per-piece source counts as of `now`, taken once per pump: the sources' holdings
+   * and set-asides do not change while it fills their slots, and counting them for
+   * every piece of every slot of every source is the scheduler's whole cost in a
+   * large swarm.
+   */
+  private countSources (now: number): SourceCounts {
+    const n = this.c.partial.manifest.pieces.length
+    const counts: SourceCounts = { swarm: new Uint16Array(n), askablePeers: new Uint16Array(n), usable: new Uint16Array(n) }
+    const hashes = this.c.partial.manifest.pieces
+    for (const s of this.sources.values()) {
+      if (s.kind === 'origin') continue
+      const aside = (this.asideUntil.get(s.id) ?? 0) > now
+      const askablePeer = s.kind === 'peer' && !aside
+      // a busy answer sets a source aside too, but only failures make it unusable
+      const usable = !(aside && this.failures.has(s.id))
+      for (let i = 0; i < n; i++) {
+        if (!s.has(i)) continue
+        counts.swarm[i]++
+        if (askablePeer) counts.askablePeers[i]++
+        if (usable && hashes[i] != null) counts.usable[i]++
+      }
+    }
+    return counts
   }
 
   stop (): void {
@@ -114,6 +134,19 @@ export class PieceScheduler {
     this.inFlight.clear()
   }
 
+  /**
+   * Pump once the current turn of the event loop is done: the `have`s a
+   * neighbour sent together arrive together, and cost one pump rather than one each.
+   */
+  pumpSoon (): void {
+    if (this.pumpQueued || this.stopped) return
+    this.pumpQueued = true
+    setImmediate(() => {
+      this.pumpQueued = false
+      this.pump()
+    })
+  }
+
   /** Fill every available source's free request slots. */
   pump (): void {
     const partial = this.c.partial
@@ -121,6 +154,7 @@ export class PieceScheduler {
     const now = Date.now()
     const ordered = [...this.sources.values()].sort((a, b) => rank(a) - rank(b))
     const swarm = this.hasPeerSources()
+    let counts: SourceCounts | undefined
     for (const source of ordered) {
       const until = this.asideUntil.get(source.id) ?? 0
       if (until > now) {
@@ -130,7 +164,8 @@ export class PieceScheduler {
       let load = this.load.get(source.id) ?? 0
       const limit = source.kind === 'supernode' && swarm ? Math.min(source.maxInFlight, SWARM_SUPERNODE_IN_FLIGHT) : source.maxInFlight
       while (load < limit) {
-        const index = this.choose(source)
+        counts ??= this.countSources(now)
+        const index = this.choose(source, counts, now)
         if (index === undefined) break
         load++
         this.request(source, index)
@@ -138,14 +173,13 @@ export class PieceScheduler {
     }
   }
 
-  private choose (source: PieceSource): number | undefined {
+  private choose (source: PieceSource, counts: SourceCounts, now: number): number | undefined {
     const partial = this.c.partial
     const pieces = partial.manifest.pieces
     // super-seeding: while neighbours exist, the supernode serves only what none of them can
     const superSeed = source.kind === 'supernode' && this.hasPeerSources()
     // the origin verifies by the whole-blob digest, so it may serve pieces whose hash nobody told us
     const origin = source.kind === 'origin'
-    const now = Date.now()
     const candidates: number[] = []
     let missingNotInFlight = 0
     for (let i = 0; i < pieces.length; i++) {
@@ -154,11 +188,11 @@ export class PieceScheduler {
       missingNotInFlight++
       if (!source.has(i)) continue
       if (source.kind === 'supernode' && (this.deferred.get(i) ?? 0) > now) continue
-      if (superSeed && this.peerAvailability(i) > 0) continue
-      if (origin && this.usableAvailability(i, now) > 0) continue
+      if (superSeed && counts.askablePeers[i] > 0) continue
+      if (origin && counts.usable[i] > 0) continue
       candidates.push(i)
     }
-    const picked = this.c.policy.pick(candidates, { availability: (i) => this.availability(i), urgent: this.c.urgent() })
+    const picked = this.c.policy.pick(candidates, { availability: (i) => counts.swarm[i], urgent: this.c.urgent() })
     // the origin never races the swarm in endgame
     if (picked !== undefined || missingNotInFlight > 0 || origin) return picked
     // endgame: everything missing is requested; race the remaining pieces on idle sources
@@ -170,33 +204,10 @@ export class PieceScheduler {
       if (partial.bitfield.has(index) || this.writing.has(index)) continue
       // super-seeding holds in endgame too: the supernode races only pieces no usable
       // neighbour holds, and not while its busy answer stands (else: a tight refusal loop)
-      if (source.kind === 'supernode' && ((this.deferred.get(index) ?? 0) > now || (superSeed && this.peerAvailability(index) > 0))) continue
+      if (source.kind === 'supernode' && ((this.deferred.get(index) ?? 0) > now || (superSeed && counts.askablePeers[index] > 0))) continue
       if (reqs.size < fewest) { best = index; fewest = reqs.size }
     }
     return best
-  }
-
-  /** Neighbours that hold piece `index` and may be asked now (not set aside). */
-  private peerAvailability (index: number): number {
-    const now = Date.now()
-    let n = 0
-    for (const s of this.sources.values()) if (s.kind === 'peer' && s.has(index) && (this.asideUntil.get(s.id) ?? 0) <= now) n++
-    return n
-  }
-
-  /**
-   * Swarm sources that could serve piece `index` now: they hold it, we know its
-   * hash, and they are not set aside after failures (a busy answer does not count).
-   */
-  private usableAvailability (index: number, now: number): number {
-    if (this.c.partial.manifest.pieces[index] == null) return 0
-    let n = 0
-    for (const s of this.sources.values()) {
-      if (s.kind === 'origin' || !s.has(index)) continue
-      if (this.failures.has(s.id) && (this.asideUntil.get(s.id) ?? 0) > now) continue
-      n++
-    }
-    return n
   }
 
   private hasPeerSources (): boolean {
@@ -294,6 +305,16 @@ export class PieceScheduler {
     }, Math.max(0, time - Date.now()))
     this.wakeTimer.unref()
   }
+}
+
+/** Per piece: sources of the swarm holding it, neighbours that may be asked for it now, and sources that could serve it now. */
+interface SourceCounts {
+  /** Swarm sources (supernode included, origin not) holding the piece. */
+  swarm: Uint16Array
+  /** Neighbours holding it and not set aside. */
+  askablePeers: Uint16Array
+  /** Swarm sources holding it whose hash we know and that are not set aside after failures (a busy answer does not count). */
+  usable: Uint16Array
 }
 
 /** Neighbours first, the supernode after them, the origin last. */
