@@ -25,6 +25,8 @@ export class Neighbour {
   private readonly framed?: FramedStream
   private readonly log: Logger
   private sending: Promise<void> = Promise.resolve()
+  /** Pieces completed since the last `have` write was queued: they go out together. */
+  private unsent: number[] = []
   private closed = false
 
   constructor (peer: PeerId, bitfield: Bitfield, framed: FramedStream | undefined, logger: Logger, outbound: boolean) {
@@ -63,12 +65,22 @@ export class Neighbour {
     })()
   }
 
-  /** Tell the neighbour we now hold piece `index` (queued; a failure closes the neighbour). */
+  /**
+   * Tell the neighbour we now hold piece `index` (queued; a failure closes the
+   * neighbour). Pieces that complete while a write is under way go out in the
+   * next write together, one `have` message each: a busy host sends fewer,
+   * fuller writes instead of one per piece per neighbour.
+   */
   sendHave (index: number): void {
     const framed = this.framed
     if (framed == null || this.closed) return
+    this.unsent.push(index)
+    // a write is already queued: it takes this index along
+    if (this.unsent.length > 1) return
     this.sending = this.sending.then(async () => {
-      if (!this.closed) await framed.writeMessage({ type: 'have', index })
+      const batch = this.unsent
+      this.unsent = []
+      if (!this.closed) await framed.writeMessages(batch.map(i => ({ type: 'have', index: i })))
     }).catch(() => { this.close() })
   }
 

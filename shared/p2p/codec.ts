@@ -79,9 +79,21 @@ export class FramedStream {
   }
 
   async writeMessage (message: unknown, signal?: AbortSignal): Promise<void> {
-    const body = Buffer.from(JSON.stringify(message), 'utf8')
-    if (body.byteLength > this.maxMessageBytes) throw new ProtocolError('outgoing message too large')
-    await this.writeFrame(body, signal)
+    await this.writeMessages([message], signal)
+  }
+
+  /**
+   * Several JSON messages in one write: the remote reads them one by one as usual,
+   * but they cross the muxer, the encryption and the socket once, not once each.
+   */
+  async writeMessages (messages: readonly unknown[], signal?: AbortSignal): Promise<void> {
+    const frames = new Uint8ArrayList()
+    for (const message of messages) {
+      const body = Buffer.from(JSON.stringify(message), 'utf8')
+      if (body.byteLength > this.maxMessageBytes) throw new ProtocolError('outgoing message too large')
+      frames.append(lengthPrefix(body.byteLength), body)
+    }
+    await this.write(frames, signal)
   }
 
   async writePayload (payload: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
@@ -126,16 +138,24 @@ export class FramedStream {
   }
 
   private async writeFrame (data: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
+    await this.write(new Uint8ArrayList(lengthPrefix(data.byteLength), data), signal)
+  }
+
+  /** Write bytes already framed, under one deadline. */
+  private async write (frames: Uint8ArrayList, signal?: AbortSignal): Promise<void> {
     const deadline = new Deadline(signal, this.timeoutMs, () => new TimeoutError('message deadline passed'))
-    const prefix = encodeVarint(data.byteLength, new Uint8Array(encodingLength(data.byteLength)))
     try {
-      await this.bytes.write(new Uint8ArrayList(prefix, data), { signal: deadline.signal })
+      await this.bytes.write(frames, { signal: deadline.signal })
     } catch (err) {
       throw translate(err, deadline.signal)
     } finally {
       deadline.clear()
     }
   }
+}
+
+function lengthPrefix (length: number): Uint8Array {
+  return encodeVarint(length, new Uint8Array(encodingLength(length)))
 }
 
 function translate (err: unknown, deadline: AbortSignal): Error {

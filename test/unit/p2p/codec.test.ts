@@ -72,6 +72,20 @@ describe('FramedStream', () => {
     await rejectsWithName(a.writeMessage({ kind: 'hello', n: 1, tags: ['x'.repeat(100)] }), 'ProtocolError')
   })
 
+  it('writes several messages in one send; the reader takes them one by one', async () => {
+    const { a, b, rawA } = await pair({ maxMessageBytes: 64 })
+    const sends: number[] = []
+    const send = rawA.send.bind(rawA)
+    rawA.send = (data) => { sends.push(data.byteLength); return send(data) }
+    const sent = [1, 2, 3].map(n => ({ kind: 'hello', n, tags: [] }))
+    await a.writeMessages(sent)
+    assert.equal(sends.length, 1, 'one send for three messages')
+    for (const m of sent) assert.deepEqual(await b.readMessage(Hello), m)
+    // one message over the cap: the batch is refused whole, nothing is sent
+    await rejectsWithName(a.writeMessages([sent[0], { kind: 'hello', n: 4, tags: ['x'.repeat(100)] }]), 'ProtocolError')
+    assert.equal(sends.length, 1)
+  })
+
   it('refuses a length prefix longer than five bytes', async () => {
     const { b, rawA } = await pair({ messageTimeoutMs: 30_000 })
     rawA.send(Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))
