@@ -104,8 +104,8 @@ export class PieceScheduler {
   /**
    * Per-piece source counts as of `now`, taken once per pump: the sources' holdings
    * and set-asides do not change while it fills their slots, and counting them for
-   * every piece of every slot of every source is the scheduler's whole cost in a
-   * large swarm.
+   * every piece of every slot of every source was most of the scheduler's cost in
+   * a large swarm.
    */
   private countSources (now: number): SourceCounts {
     const n = this.c.partial.manifest.pieces.length
