@@ -7,23 +7,25 @@ import { createHash } from 'node:crypto'
  */
 export type PieceBytes = Uint8Array | readonly Uint8Array[]
 
+/** The bytes as a list of chunks (one buffer is a list of one). */
+export function pieceChunks (bytes: PieceBytes): readonly Uint8Array[] {
+  return bytes instanceof Uint8Array ? [bytes] : bytes
+}
+
 export function pieceByteLength (bytes: PieceBytes): number {
-  if (!Array.isArray(bytes)) return (bytes as Uint8Array).byteLength
   let n = 0
-  for (const c of bytes as readonly Uint8Array[]) n += c.byteLength
+  for (const c of pieceChunks(bytes)) n += c.byteLength
   return n
 }
 
 export function pieceSha256Hex (bytes: PieceBytes): string {
   const hash = createHash('sha256')
-  if (Array.isArray(bytes)) for (const c of bytes as readonly Uint8Array[]) hash.update(c)
-  else hash.update(bytes as Uint8Array)
+  for (const c of pieceChunks(bytes)) hash.update(c)
   return hash.digest('hex')
 }
 
 /** The bytes as one buffer (a copy only when they are in several chunks). */
 export function pieceBuffer (bytes: PieceBytes): Uint8Array {
-  if (!Array.isArray(bytes)) return bytes as Uint8Array
-  const chunks = bytes as readonly Uint8Array[]
+  const chunks = pieceChunks(bytes)
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { Bitfield } from '../pieces/bitfield.js'
 import { manifestFromWire, manifestToWire, type PieceManifest } from '../pieces/piece-manifest.js'
 import { pieceLength, pieceRange } from '../pieces/piece-math.js'
-import { pieceBuffer, pieceByteLength, pieceSha256Hex, type PieceBytes } from '../pieces/piece-bytes.js'
+import { pieceBuffer, pieceByteLength, pieceChunks, pieceSha256Hex, type PieceBytes } from '../pieces/piece-bytes.js'
 import { DigestMismatchError, ProtocolError } from '../errors.js'
 import { writeFileAtomic } from './atomic-write.js'
 import { asDiskFull, isDiskFull } from './disk-full.js'
@@ -163,10 +163,9 @@ export class PartialBlob {
     this.schedulePersist()
   }
 
-  /** Write `length` bytes at `position`: chunks in one writev, whatever a short write left one buffer at a time. */
+  /** Write `length` bytes at `position`: the chunks in one writev, whatever a short write left one buffer at a time. */
   private async writeAt (data: PieceBytes, length: number, position: number): Promise<void> {
-    let written = 0
-    if (Array.isArray(data)) written = (await this.fh.writev(data as Uint8Array[], position)).bytesWritten
+    let written = (await this.fh.writev([...pieceChunks(data)], position)).bytesWritten
     if (written === length) return
     const buf = pieceBuffer(data)
     while (written < length) {
