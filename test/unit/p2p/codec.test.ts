@@ -1,11 +1,12 @@
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it, before, after, afterEach, mock } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { streamPair } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import { Type } from '@sinclair/typebox'
 import { encode as encodeVarint } from 'uint8-varint'
-import { FramedStream, type FramedStreamInit } from '../../../shared/p2p/codec.js'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { FramedStream, takeFrame, type FramedStreamInit } from '../../../shared/p2p/codec.js'
 import { rejectsWithName } from '../../helpers/assertions.js'
 
 const Hello = Type.Object({
@@ -84,6 +85,26 @@ describe('FramedStream', () => {
     // one message over the cap: the batch is refused whole, nothing is sent
     await rejectsWithName(a.writeMessages([sent[0], { kind: 'hello', n: 4, tags: ['x'.repeat(100)] }]), 'ProtocolError')
     assert.equal(sends.length, 1)
+  })
+
+  it('takes frames already received at once, with no deadline to arm', async () => {
+    const { a, b } = await pair()
+    const sent = [1, 2, 3].map(n => ({ kind: 'hello', n, tags: [] }))
+    await a.writeMessages(sent)
+    assert.deepEqual(await b.readMessage(Hello), sent[0])
+    // the other two arrived with the first: reading them sets no timer
+    const timers = mock.method(globalThis, 'setTimeout')
+    try {
+      assert.deepEqual(await b.readMessage(Hello), sent[1])
+      assert.deepEqual(await b.readMessage(Hello), sent[2])
+      assert.equal(timers.mock.callCount(), 0)
+    } finally {
+      timers.mock.restore()
+    }
+    // and a read with nothing received yet still waits, under its deadline
+    const late = b.readMessage(Hello)
+    await a.writeMessage({ kind: 'hello', n: 4, tags: [] })
+    assert.deepEqual(await late, { kind: 'hello', n: 4, tags: [] })
   })
 
   it('refuses a length prefix longer than five bytes', async () => {
@@ -174,5 +195,38 @@ describe('FramedStream', () => {
     const d = await pair({ messageTimeoutMs: 30_000, maxPayloadBytes: 1024 })
     d.rawA.send(encodeVarint(2048))
     await rejectsWithName(d.b.readPayload(2048), 'ProtocolError')
+  })
+})
+
+describe('takeFrame', () => {
+  const frame = (body: Uint8Array): Uint8Array => Buffer.concat([encodeVarint(body.length), body])
+
+  it('takes whole frames off the front, one at a time, across chunk boundaries', () => {
+    const one = randomBytes(200)
+    const two = randomBytes(3)
+    const both = Buffer.concat([frame(one), frame(two), frame(new Uint8Array(0))])
+    // split inside the first prefix and inside the second body
+    const buffer = new Uint8ArrayList(both.subarray(0, 1), both.subarray(1, 150), both.subarray(150))
+    assert.ok(Buffer.from((takeFrame(buffer, 1024) as Uint8ArrayList).subarray()).equals(one))
+    assert.ok(Buffer.from((takeFrame(buffer, 1024) as Uint8ArrayList).subarray()).equals(two))
+    assert.equal(takeFrame(buffer, 1024)?.byteLength, 0)
+    assert.equal(buffer.byteLength, 0)
+    assert.equal(takeFrame(buffer, 1024), undefined)
+  })
+
+  it('leaves a frame that is not all there untouched', () => {
+    const whole = frame(randomBytes(300))
+    for (const cut of [1, 2, 100, whole.length - 1]) {
+      const buffer = new Uint8ArrayList(whole.subarray(0, cut))
+      assert.equal(takeFrame(buffer, 1024), undefined)
+      assert.equal(buffer.byteLength, cut)
+      buffer.append(whole.subarray(cut))
+      assert.equal(takeFrame(buffer, 1024)?.byteLength, 300)
+    }
+  })
+
+  it('refuses an oversize frame from its prefix and a prefix longer than five bytes', () => {
+    assert.throws(() => takeFrame(new Uint8ArrayList(encodeVarint(2048)), 1024), { name: 'ProtocolError' })
+    assert.throws(() => takeFrame(new Uint8ArrayList(new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x01])), 1 << 30), { name: 'ProtocolError' })
   })
 })
