@@ -2,6 +2,9 @@ import { readdir, stat, utimes } from 'node:fs/promises'
 import { parseDigest, type Digest } from '../oci/digest.js'
 import type { StoreLayout } from './layout.js'
 
+/** A complete blob's data file carries its last use as mtime, written at most this often per blob. */
+export const STAMP_INTERVAL_MS = 30_000
+
 /** One entry of the store as eviction sees it. */
 export interface UsageEntry {
   hex: string
@@ -27,6 +30,9 @@ export class UsageIndex {
   private readonly leases = new Map<string, number>()
   private readonly saving = new Map<string, Promise<void>>()
   private readonly saveAgain = new Set<string>()
+  /** When each complete blob's file was last stamped, and the blobs used since. */
+  private readonly stampedAt = new Map<string, number>()
+  private readonly unstamped = new Map<string, Digest>()
   private used = 0
 
   constructor (layout: StoreLayout) {
@@ -48,10 +54,28 @@ export class UsageIndex {
     }
   }
 
-  /** A complete blob was used: record it, and stamp its data file (one stamp in flight per blob). */
-  use (digest: Digest): void {
+  /**
+   * A complete blob was used: record it, and stamp its data file (one stamp in
+   * flight per blob). A blob served piece by piece is used many times a second:
+   * its file is stamped at most once per STAMP_INTERVAL_MS, and the uses in
+   * between are stamped by `settle` (on close). A crash loses at most that much
+   * recency, never an entry.
+   */
+  use (digest: Digest, now = Date.now()): void {
     const hex = digest.hex
-    if (!this.touch('complete', hex)) return
+    if (!this.touch('complete', hex, now)) return
+    const last = this.stampedAt.get(hex)
+    if (last !== undefined && now - last < STAMP_INTERVAL_MS) {
+      this.unstamped.set(hex, digest)
+      return
+    }
+    this.stampedAt.set(hex, now)
+    this.unstamped.delete(hex)
+    this.stamp(digest)
+  }
+
+  private stamp (digest: Digest): void {
+    const hex = digest.hex
     if (this.saving.has(hex)) {
       this.saveAgain.add(hex)
       return
@@ -68,8 +92,10 @@ export class UsageIndex {
     this.saving.set(hex, p)
   }
 
-  /** Wait for the recency stamps in flight. */
+  /** Stamp the uses not yet on disk, and wait for every stamp in flight. */
   async settle (): Promise<void> {
+    for (const digest of this.unstamped.values()) this.stamp(digest)
+    this.unstamped.clear()
     await Promise.all(this.saving.values())
   }
 
@@ -92,6 +118,10 @@ export class UsageIndex {
     const e = this.entries.get(k)
     if (e == null) return undefined
     this.entries.delete(k)
+    if (kind === 'complete') {
+      this.stampedAt.delete(hex)
+      this.unstamped.delete(hex)
+    }
     this.used -= e.size
     return e
   }

@@ -1,9 +1,10 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BlobStore, type BlobStoreInit } from '../../../shared/store/blob-store.js'
 import type { DiskQuotaInit } from '../../../shared/store/disk-quota.js'
+import { StoreLayout } from '../../../shared/store/layout.js'
 import { collect, rejectsWithName } from '../../helpers/assertions.js'
 import { tempStores } from '../../helpers/stores.js'
 import { makeBlob as makeTestBlob, type TestBlob } from '../../helpers/blobs.js'
@@ -131,6 +132,21 @@ describe('BlobStore quota and eviction', () => {
     assert.equal(await held(store, b), false)
     assert.equal(await held(store, a), true)
     assert.equal(await held(store, c), true)
+  })
+
+  it('stamps a blob served piece by piece once, and the last use on close', async () => {
+    const dir = stores.dir()
+    const store = await newStore({}, { dir })
+    const a = makeBlob()
+    await put(store, a)
+    // committed just now (and stamped then): back-date the file to see what stamps it next
+    const data = new StoreLayout(dir).completeData(a.digest)
+    await utimes(data, 1000, 1000)
+    for (let i = 0; i < a.count; i++) assert.ok(await store.readPiece(a.digest, i))
+    await sleep(50)
+    assert.equal((await stat(data)).mtimeMs, 1000 * 1000, 'reads within the stamp interval write nothing')
+    await store.close()
+    assert.ok((await stat(data)).mtimeMs > Date.now() - 60_000, 'close stamps the last use')
   })
 
   it('counts only its own entries: a big unrelated file in the data dir evicts nothing', async () => {
