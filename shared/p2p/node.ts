@@ -13,6 +13,7 @@ import type { Ping } from '@libp2p/ping'
 import { readFile, writeFile, mkdir, rename } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { DHT_PROTOCOL } from './protocols.js'
+import { libp2pLogger } from './libp2p-logger.js'
 
 export type NodeServices = {
   identify: Identify
@@ -48,9 +49,11 @@ function listenAddr (host: string, port: number): string {
 
 /** Build (not start) the libp2p node both the supernode and the daemons run. */
 export async function createNode (init: NodeInit): Promise<DamselflyNode> {
+  const logger = libp2pLogger()
   return await createLibp2p({
     privateKey: init.privateKey,
     start: false,
+    ...(logger != null ? { logger } : {}),
     addresses: {
       listen: [listenAddr(init.host, init.port)],
       announce: init.announce ?? []
