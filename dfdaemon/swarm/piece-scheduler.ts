@@ -108,9 +108,9 @@ export class PieceScheduler {
    * a large swarm.
    */
   private countSources (now: number): SourceCounts {
-    const n = this.c.partial.manifest.pieces.length
-    const counts: SourceCounts = { swarm: new Uint16Array(n), askablePeers: new Uint16Array(n), usable: new Uint16Array(n) }
     const hashes = this.c.partial.manifest.pieces
+    const n = hashes.length
+    const counts: SourceCounts = { swarm: new Uint16Array(n), askablePeers: new Uint16Array(n), usable: new Uint16Array(n) }
     for (const s of this.sources.values()) {
       if (s.kind === 'origin') continue
       const aside = (this.asideUntil.get(s.id) ?? 0) > now
@@ -165,7 +165,7 @@ export class PieceScheduler {
       const limit = source.kind === 'supernode' && swarm ? Math.min(source.maxInFlight, SWARM_SUPERNODE_IN_FLIGHT) : source.maxInFlight
       while (load < limit) {
         counts ??= this.countSources(now)
-        const index = this.choose(source, counts, now)
+        const index = this.choose(source, counts, now, swarm)
         if (index === undefined) break
         load++
         this.request(source, index)
@@ -173,11 +173,12 @@ export class PieceScheduler {
     }
   }
 
-  private choose (source: PieceSource, counts: SourceCounts, now: number): number | undefined {
+  /** `swarm`: whether any neighbour is a source (the pump's, unchanged while it fills slots). */
+  private choose (source: PieceSource, counts: SourceCounts, now: number, swarm: boolean): number | undefined {
     const partial = this.c.partial
     const pieces = partial.manifest.pieces
     // super-seeding: while neighbours exist, the supernode serves only what none of them can
-    const superSeed = source.kind === 'supernode' && this.hasPeerSources()
+    const superSeed = source.kind === 'supernode' && swarm
     // the origin verifies by the whole-blob digest, so it may serve pieces whose hash nobody told us
     const origin = source.kind === 'origin'
     const candidates: number[] = []

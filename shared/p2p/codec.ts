@@ -187,13 +187,12 @@ export function takeFrame (buffer: Uint8ArrayList, max: number): Uint8ArrayList 
 /**
  * The bytes a byteStream has received and not yet handed out. Its buffer is
  * not part of its declared type: when a release of @libp2p/utils drops or
- * renames it, this is undefined and every read takes the waiting path.
+ * renames it (or brings its own uint8arraylist), this is undefined and every
+ * read takes the waiting path.
  */
 function receivedBytes (bytes: ByteStream<Stream>): Uint8ArrayList | undefined {
-  const buffer = (bytes as { readBuffer?: Partial<Uint8ArrayList> }).readBuffer
-  return typeof buffer?.byteLength === 'number' && typeof buffer.get === 'function' && typeof buffer.sublist === 'function' && typeof buffer.consume === 'function'
-    ? buffer as Uint8ArrayList
-    : undefined
+  const buffer = (bytes as { readBuffer?: unknown }).readBuffer
+  return buffer instanceof Uint8ArrayList ? buffer : undefined
 }
 
 /** Schema checks compiled once per schema (typebox's interpreted check walks the schema for every message). */

@@ -165,7 +165,7 @@ export class PartialBlob {
 
   /** Write `length` bytes at `position`: the chunks in one writev, whatever a short write left one buffer at a time. */
   private async writeAt (data: PieceBytes, length: number, position: number): Promise<void> {
-    let written = (await this.fh.writev([...pieceChunks(data)], position)).bytesWritten
+    let written = (await this.fh.writev(pieceChunks(data), position)).bytesWritten
     if (written === length) return
     const buf = pieceBuffer(data)
     while (written < length) {
