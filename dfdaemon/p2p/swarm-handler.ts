@@ -64,13 +64,15 @@ export class SwarmHandler implements Startable {
       const partial = this.c.download(digest.value)?.current
       if (partial != null) {
         const theirs = hello.have === '' ? new Bitfield(partial.manifest.pieces.length) : Bitfield.fromBase64(partial.manifest.pieces.length, hello.have)
-        await framed.writeMessage({ type: 'welcome', manifest: manifestToWire(partial.manifest), have: partial.bitfield.toBase64() })
+        // what the welcome says we hold: pieces completing while it is written are caught up on joining
+        const told = partial.bitfield.toBase64()
+        await framed.writeMessage({ type: 'welcome', manifest: manifestToWire(partial.manifest), have: told })
         const download = this.c.download(digest.value)
         if (download == null) {
           await framed.close()
           return
         }
-        download.addNeighbour(new Neighbour(peer, theirs, framed, this.log, false))
+        download.addNeighbour(new Neighbour(peer, theirs, framed, this.log, false, Bitfield.fromBase64(partial.manifest.pieces.length, told)))
         return
       }
       const complete = await this.c.store.getComplete(digest)

@@ -194,6 +194,8 @@ export class BlobDownload {
       this.c.metrics.neighbours.inc()
     }
     this.log.debug({ peer: neighbour.id, outbound: neighbour.outbound, has: neighbour.bitfield.count }, 'neighbour added')
+    // pieces that completed since our greeting was written went to the other neighbours only
+    neighbour.catchUp(partial.bitfield)
     this.scheduler?.addSource(this.c.peerSource(partial.manifest, neighbour))
     neighbour.start({
       onHave: () => { this.scheduler?.pumpSoon() },

@@ -23,18 +23,21 @@ export class Neighbour {
   /** Whether we opened the stream (two daemons may greet each other at once). */
   readonly outbound: boolean
   private readonly framed?: FramedStream
+  /** The pieces our greeting (hello or welcome) said we hold. */
+  private readonly told?: Bitfield
   private readonly log: Logger
   private sending: Promise<void> = Promise.resolve()
   /** Pieces completed since the last `have` write was queued: they go out together. */
   private unsent: number[] = []
   private closed = false
 
-  constructor (peer: PeerId, bitfield: Bitfield, framed: FramedStream | undefined, logger: Logger, outbound: boolean) {
+  constructor (peer: PeerId, bitfield: Bitfield, framed: FramedStream | undefined, logger: Logger, outbound: boolean, told?: Bitfield) {
     this.peer = peer
     this.outbound = outbound
     this.bitfield = bitfield
     this.framed = framed
     this.log = logger
+    this.told = told
   }
 
   get id (): string {
@@ -82,6 +85,15 @@ export class Neighbour {
       this.unsent = []
       if (!this.closed) await framed.writeMessages(batch.map(i => ({ type: 'have', index: i })))
     }).catch(() => { this.close() })
+  }
+
+  /**
+   * Send `have` for every piece in `ours` that our greeting did not mention. A
+   * piece completing while the greeting was under way went to the neighbours of
+   * that moment only: without this, the neighbour would never learn we hold it.
+   */
+  catchUp (ours: Bitfield): void {
+    for (let i = 0; i < ours.length; i++) if (ours.has(i) && this.told?.has(i) !== true) this.sendHave(i)
   }
 
   close (): void {

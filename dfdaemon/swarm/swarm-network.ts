@@ -215,6 +215,7 @@ export class SwarmNetwork {
   /**
    * Open a swarm stream to a peer for a blob: say hello with our bitfield
    * (empty when we know nothing yet) and get its manifest and bitfield back.
+   * The neighbour remembers what the hello said, for `catchUp`.
    * A peer holding the whole blob needs no stream after that. A private
    * blob's holders want our `ticket` from the supernode.
    */
@@ -225,14 +226,16 @@ export class SwarmNetwork {
     const stream = await this.c.libp2p.dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
     const framed = new FramedStream(stream)
     try {
-      await framed.writeMessage({ type: 'hello', digest: digest.value, have: have?.toBase64() ?? '', ...(ticket != null ? { ticket } : {}) })
+      const told = have?.toBase64() ?? ''
+      await framed.writeMessage({ type: 'hello', digest: digest.value, have: told, ...(ticket != null ? { ticket } : {}) })
       const welcome = await framed.readMessage(SwarmWelcome)
       if (welcome.type === 'error') throw errorFromCode(welcome.code, welcome.message)
       const manifest = manifestFromWire(welcome.manifest)
       if (manifest.digest.value !== digest.value) throw new ProtocolError('peer answered for another blob')
       const theirs = Bitfield.fromBase64(manifest.pieces.length, welcome.have)
       if (theirs.complete) await framed.close()
-      const neighbour = new Neighbour(peer.peerId, theirs, theirs.complete ? undefined : framed, this.log, true)
+      const ours = told === '' ? new Bitfield(manifest.pieces.length) : Bitfield.fromBase64(manifest.pieces.length, told)
+      const neighbour = new Neighbour(peer.peerId, theirs, theirs.complete ? undefined : framed, this.log, true, ours)
       return { manifest, neighbour }
     } catch (err) {
       framed.abort(err as Error)

@@ -24,6 +24,11 @@ import { createSupernode, type Supernode } from '../../supernode/supernode.js'
 import { SUPERNODE_DEFAULTS } from '../../supernode/config.js'
 import { createNode, type DamselflyNode } from '../../shared/p2p/node.js'
 import { fetchPiece } from '../../shared/p2p/piece-protocol.js'
+import { FramedStream } from '../../shared/p2p/codec.js'
+import { SWARM_PROTOCOL } from '../../shared/p2p/protocols.js'
+import { SwarmHello, SwarmUpdate } from '../../shared/p2p/swarm-messages.js'
+import { announce } from '../../shared/p2p/tracker-client.js'
+import { Bitfield } from '../../shared/pieces/bitfield.js'
 import { parseDigest, sha256Hex } from '../../shared/oci/digest.js'
 import { pieceCount, pieceLength, pieceRange, pieceSizeFor } from '../../shared/pieces/piece-math.js'
 import { startRegistry, type TestRegistry } from '../helpers/registry.js'
@@ -67,6 +72,7 @@ describe('swarm harness: many daemons in one process', () => {
   let slowLayer: Layer
   let vanishLayer: Layer
   let limitsLayer: Layer
+  let catchUpLayer: Layer
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'damselfly-harness-'))
@@ -78,10 +84,11 @@ describe('swarm harness: many daemons in one process', () => {
         { size: 24 << 20, seed: 'harness-crowd' },
         { size: 8 << 20, seed: 'harness-slow' },
         { size: 8 << 20, seed: 'harness-vanish' },
-        { size: 3 << 20, seed: 'harness-limits' }
+        { size: 3 << 20, seed: 'harness-limits' },
+        { size: 4 << 20, seed: 'harness-catch-up' }
       ]
     })
-    ;[crowdLayer, slowLayer, vanishLayer, limitsLayer] = image.layers
+    ;[crowdLayer, slowLayer, vanishLayer, limitsLayer, catchUpLayer] = image.layers
     supernode = await createSupernode({ ...SUPERNODE_DEFAULTS, dataDir: join(root, 'supernode'), host: '127.0.0.1', port: 0, p2pPort: 0, logLevel: 'silent' }, { logger })
     await supernode.start()
   })
@@ -325,5 +332,52 @@ describe('swarm harness: many daemons in one process', () => {
     const [bounded] = await startDaemons('limits-downloads', 1, { downloadLimit: '1M' })
     assert.equal(await pull(bounded, limitsLayer), limitsLayer.digest)
     assert.equal(await counterValue(bounded.metrics.pieceBytes), limitsLayer.size)
+  })
+
+  it('a neighbour hears of every piece, also those completed while the greeting was under way', async () => {
+    const size = catchUpLayer.size
+    const pieceSize = pieceSizeFor(size)
+    const count = pieceCount(size, pieceSize)
+    assert.ok(count >= 6)
+    // A pulls at 1 MiB/s from the supernode; P is a peer speaking the swarm protocol itself
+    const [a] = await startDaemons('catch-up', 1, { downloadLimit: '1M' })
+    const p = await createNode({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, dhtClientMode: true })
+    nodes.push(p)
+    await p.start()
+    await dialPaced(p, supernodeAddr())
+    await dialPaced(p, a.node.getMultiaddrs()[0])
+
+    let said: Bitfield | undefined
+    const heard = new Bitfield(count)
+    await p.handle(SWARM_PROTOCOL, async (stream) => {
+      const framed = new FramedStream(stream, { messageTimeoutMs: 30_000 })
+      try {
+        const hello = await framed.readMessage(SwarmHello)
+        const told = hello.have === '' ? new Bitfield(count) : Bitfield.fromBase64(count, hello.have)
+        said = told
+        // P answers only once A holds two pieces more than its hello said: A learns of
+        // those while greeting, and must tell P of them when P joins its download
+        assert.ok(await until(async () => await counterValue(a.metrics.pieces) >= told.count + 2), 'A kept downloading')
+        await framed.writeMessage({ type: 'welcome', manifest: { digest: catchUpLayer.digest, size, pieceSize, pieces: new Array(count).fill(null) }, have: '' })
+        for (;;) {
+          const msg = await framed.readMessage(SwarmUpdate, { allowEnd: true })
+          if (msg == null) break
+          heard.set(msg.index)
+        }
+      } catch {
+        // the stream ends when the test is over
+      }
+    })
+    // the tracker hands P to A: a peer of the blob holding nothing yet
+    await announce(p, (supernode as Supernode).node.peerId, {
+      addrs: p.getMultiaddrs().map(String),
+      blobs: [{ digest: catchUpLayer.digest, pieces: count, complete: false, have: new Bitfield(count).toBase64(), wantPeers: false }]
+    })
+
+    assert.equal(await pull(a, catchUpLayer), catchUpLayer.digest)
+    assert.ok(said != null, 'A greeted P')
+    const told = said
+    const known = async (): Promise<boolean> => { for (let i = 0; i < count; i++) if (!told.has(i) && !heard.has(i)) return false; return true }
+    assert.ok(await until(known, 500), `P knows every piece A holds (hello said ${told.count}, haves told ${heard.count} of ${count})`)
   })
 })

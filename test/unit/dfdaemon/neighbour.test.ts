@@ -62,4 +62,35 @@ describe('Neighbour', () => {
     ours.close()
     theirs.close()
   })
+
+  it('catches a neighbour up on the pieces its greeting did not mention, in one write', async () => {
+    const [rawA, rawB] = await streamPair()
+    raw.push(rawA, rawB)
+    const sends: number[] = []
+    const send = rawA.send.bind(rawA)
+    rawA.send = (data) => { sends.push(data.byteLength); return send(data) }
+
+    const told = new Bitfield(8)
+    for (const i of [0, 1]) told.set(i)
+    const ours = new Bitfield(8)
+    for (const i of [0, 1, 2, 5]) ours.set(i)
+    const toThem = new Neighbour(peers[1], new Bitfield(8), new FramedStream(rawA), logger, true, told)
+    const them = new Neighbour(peers[0], new Bitfield(8), new FramedStream(rawB), logger, false)
+    const heard: number[] = []
+    let wake: () => void = () => {}
+    them.start({ onHave: (i) => { heard.push(i); wake() }, onClose: () => {} })
+
+    toThem.catchUp(ours)
+    while (heard.length < 2) await new Promise<void>(resolve => { wake = resolve })
+    assert.deepEqual(heard, [2, 5], 'only the pieces the greeting left out')
+    assert.equal(sends.length, 1)
+
+    // nothing new since: nothing sent
+    toThem.catchUp(told)
+    toThem.sendHave(7)
+    while (heard.length < 3) await new Promise<void>(resolve => { wake = resolve })
+    assert.deepEqual(heard, [2, 5, 7])
+    toThem.close()
+    them.close()
+  })
 })
