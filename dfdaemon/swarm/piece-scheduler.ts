@@ -201,6 +201,8 @@ export class PieceScheduler {
     let fewest = Infinity
     for (const [index, reqs] of this.inFlight) {
       if (reqs.has(source.id) || !source.has(index) || reqs.size >= 3) continue
+      // the origin may be fetching a piece whose hash nobody told us: no one else can be checked against it
+      if (pieces[index] == null && !origin) continue
       // an aborted loser stays in inFlight until it settles: its piece is already here
       if (partial.bitfield.has(index) || this.writing.has(index)) continue
       // super-seeding holds in endgame too: the supernode races only pieces no usable

@@ -45,9 +45,9 @@ describe('PieceScheduler request depth', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  async function scheduler (seed: string): Promise<PieceScheduler> {
+  async function scheduler (seed: string, hashed: (i: number) => boolean = () => true): Promise<PieceScheduler> {
     const manifest = newManifest(digestOf(seed), PIECES * PIECE, PIECE)
-    manifest.pieces.fill('0'.repeat(64))
+    manifest.pieces.forEach((_, i) => { if (hashed(i)) manifest.pieces[i] = '0'.repeat(64) })
     const partial = await store.openPartial(manifest)
     return new PieceScheduler({
       partial,
@@ -78,6 +78,20 @@ describe('PieceScheduler request depth', () => {
     assert.equal(supernode.asked.length, SWARM_SUPERNODE_IN_FLIGHT)
     // super-seeding: the supernode is asked only for pieces the neighbour does not hold
     assert.ok(supernode.asked.every(i => i % 2 === 1), `asked the supernode for ${supernode.asked.join(', ')}`)
+    s.stop()
+  })
+
+  it('in endgame, races a piece the origin is fetching on others only once its hash is known', async () => {
+    // the supernode has told us the hash of the last piece only; the origin (checked by the
+    // whole-blob digest) takes every piece, and a neighbour holding everything joins
+    const s = await scheduler('endgame-unhashed', (i) => i === PIECES - 1)
+    const origin = pendingSource('origin', 'origin', PIECES, () => true)
+    s.addSource(origin)
+    assert.deepEqual([...origin.asked].sort((a, b) => a - b), [...Array(PIECES).keys()])
+    const peer = pendingSource('peer-1', 'peer', 2, () => true)
+    s.addSource(peer)
+    // it races the piece it can be checked on; asking for one without a hash could only fail
+    assert.deepEqual(peer.asked, [PIECES - 1])
     s.stop()
   })
 })
