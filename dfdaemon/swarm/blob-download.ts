@@ -354,12 +354,19 @@ export class BlobDownload {
   }
 
   /**
-   * No piece for the no-progress deadline: the origin is added; no piece for
-   * as long again with nothing in flight: the download fails rather than leave
-   * clients waiting (requests in flight have deadlines of their own).
+   * No piece for the no-progress deadline while pieces are missing: the origin
+   * is added; no piece for as long again with nothing in flight: the download
+   * fails rather than leave clients waiting (requests in flight have deadlines
+   * of their own).
    */
   private stalled (stalledMs: number): void {
     if (this.finished || this.failure != null) return
+    // every piece is here: the commit waits on the supernode's `done` (its task stream has a
+    // deadline of its own) or is under way; no source can help, and failing would cut off the clients
+    if (this.partial?.complete === true) {
+      this.watchdog.progress()
+      return
+    }
     const seconds = Math.round(stalledMs / 1000)
     if (this.addOrigin(`no piece arrived for ${seconds} s`)) {
       this.watchdog.progress()
