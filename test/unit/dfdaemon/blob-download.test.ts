@@ -79,4 +79,61 @@ describe('BlobDownload', () => {
     assert.ok(await store.getComplete(digest) != null, 'the blob is in the store')
     network.close()
   })
+
+  it('does not go back to the origin while the supernode is still fetching the blob and advancing', async () => {
+    // four pieces; the supernode learns them one by one from the origin, a piece's hash every
+    // 0.6 s, and no piece reaches us until its fetch is done (a swarm slower than the deadline)
+    const pieceSize = pieceSizeFor(1)
+    const blob = Buffer.alloc(4 * pieceSize - 100, 7)
+    for (let i = 0; i < blob.length; i += 4096) blob[i] = i & 0xff
+    const digest = digestOf(blob)
+    const hashes = [0, 1, 2, 3].map(i => sha256Hex(blob.subarray(i * pieceSize, Math.min(blob.length, (i + 1) * pieceSize))))
+    const registry = new Registry()
+    const metrics = new DaemonMetrics(registry)
+    const supernode = new SupernodeClient({ libp2p: node, logger }, { url: 'http://127.0.0.1:9', infoTimeoutMs: 200 })
+    const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger }, { announceTimeoutMs: 200, lookupTimeoutMs: 200 })
+    let fetchedWhole!: () => void
+    const whole = new Promise<void>(resolve => { fetchedWhole = resolve })
+    const answers = async function * (): AsyncGenerator<TaskAnswer> {
+      yield { type: 'manifest', manifest: { digest: digest.value, size: blob.byteLength, pieceSize, pieces: [null, null, null, null] } }
+      for (let i = 0; i < 4; i++) {
+        await sleep(600)
+        yield { type: 'piece', index: i, sha256: hashes[i] }
+      }
+      fetchedWhole()
+      yield { type: 'done' }
+    }
+    let originAdded = false
+    const download = new BlobDownload({
+      store,
+      metrics,
+      logger,
+      network,
+      openTask: async () => ({ close: () => {}, [Symbol.asyncIterator]: answers }),
+      supernodeSource: (_manifest, has): PieceSource => ({
+        id: 'supernode',
+        kind: 'supernode',
+        maxInFlight: 4,
+        has,
+        fetch: async (index) => {
+          await whole
+          return { bytes: blob.subarray(index * pieceSize, Math.min(blob.length, (index + 1) * pieceSize)), sha256: hashes[index] }
+        }
+      }),
+      peerSource: () => { throw new Error('no neighbours here') },
+      origin: {
+        manifest: async () => { throw new Error('the supernode answered') },
+        source: (): PieceSource => {
+          originAdded = true
+          return { id: 'origin', kind: 'origin', maxInFlight: 4, has: () => true, fetch: async () => { throw new Error('origin not reachable in this test') } }
+        }
+      }
+    }, { req: { registry: 'example.test', repository: 'team/app', digest }, policy: new RarestFirstPolicy(), noProgressTimeoutMs: 1000 })
+    download.start()
+    await download.done
+    assert.equal(download.error, undefined)
+    assert.equal(originAdded, false, 'the supernode kept advancing: no back-to-source')
+    assert.ok(await store.getComplete(digest) != null, 'the blob is in the store')
+    network.close()
+  })
 })
