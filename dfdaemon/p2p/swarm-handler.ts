@@ -63,7 +63,7 @@ export class SwarmHandler implements Startable {
       await this.c.authorize?.(digest.value, peer, hello.ticket)
       const partial = this.c.download(digest.value)?.current
       if (partial != null) {
-        const theirs = hello.have === '' ? new Bitfield(partial.manifest.pieces.length) : Bitfield.fromBase64(partial.manifest.pieces.length, hello.have)
+        const theirs = Bitfield.fromBase64(partial.manifest.pieces.length, hello.have)
         // what the welcome says we hold: pieces completing while it is written are caught up on joining
         const told = partial.bitfield.toBase64()
         await framed.writeMessage({ type: 'welcome', manifest: manifestToWire(partial.manifest), have: told })

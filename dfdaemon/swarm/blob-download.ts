@@ -102,8 +102,6 @@ export class BlobDownload {
   private announceTimer?: NodeJS.Timeout
   private readonly watchdog: ProgressWatchdog
   private originAdded = false
-  /** While the supernode's task stream runs: when it last told us of a new piece (its origin fetch advancing). */
-  private taskAdvancedAt?: number
   private lastLookup = 0
   private announces = 0
   /**
@@ -276,14 +274,15 @@ export class BlobDownload {
     // the rest of the task: piece hashes as the supernode completes them
     if (answers == null) return
     let vouched = false
-    this.taskAdvancedAt = Date.now()
     try {
       for (;;) {
         const next = await answers.next()
         if (next.done === true || this.finished || this.failure != null) break
         const a = next.value
         if (a.type === 'piece') {
-          this.taskAdvancedAt = Date.now()
+          // the supernode's origin fetch advancing is progress too: a stalled daemon fetching
+          // from the origin beside it would only share the origin's link with it
+          this.watchdog.progress()
           partial.setPieceHash(a.index, a.sha256)
           this.scheduler.pump()
         } else if (a.type === 'error') {
@@ -300,7 +299,6 @@ export class BlobDownload {
       this.log.warn({ err: err.message, neighbours: this.neighbours.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
     } finally {
-      this.taskAdvancedAt = undefined
       endTask(vouched)
     }
   }
@@ -359,27 +357,13 @@ export class BlobDownload {
   }
 
   /**
-   * No piece for the no-progress deadline while pieces are missing, and the
-   * supernode not advancing either: the origin is added; no piece for as long
-   * again with nothing in flight: the download fails rather than leave clients
-   * waiting (requests in flight have deadlines of their own).
+   * No piece, and no new piece hash from the supernode, for the no-progress
+   * deadline: the origin is added; as long again with nothing in flight: the
+   * download fails rather than leave clients waiting (requests in flight have
+   * deadlines of their own).
    */
   private stalled (stalledMs: number): void {
     if (this.finished || this.failure != null) return
-    // every piece is here: the commit waits on the supernode's `done` (its task stream has a
-    // deadline of its own) or is under way; no source can help, and failing would cut off the clients
-    if (this.partial?.complete === true) {
-      this.watchdog.progress()
-      return
-    }
-    // the supernode is still fetching the blob from the origin, and advancing: a fetch of
-    // our own would only share the origin's link with it (and every stalled daemon would
-    // make one); the pieces come as it gets them
-    const deadline = this.init.noProgressTimeoutMs ?? DEFAULT_NO_PROGRESS_TIMEOUT_MS
-    if (this.taskAdvancedAt !== undefined && Date.now() - this.taskAdvancedAt < deadline) {
-      this.watchdog.progress()
-      return
-    }
     const seconds = Math.round(stalledMs / 1000)
     if (this.addOrigin(`no piece arrived for ${seconds} s`)) {
       this.watchdog.progress()
@@ -472,6 +456,9 @@ export class BlobDownload {
     const partial = this.partial
     if (partial == null || !partial.complete || this.committing || this.finished || this.failure != null) return
     this.committing = true
+    // nothing is missing: the watchdog has nothing left to watch (the wait for the
+    // supernode's `done` is bounded by its task stream's deadline)
+    this.watchdog.stop()
     try {
       // Pieces each matched their hash. With the supernode's `done` those hashes are
       // of the blob it checked whole, so the blob needs no second read and hash here;

@@ -234,8 +234,7 @@ export class SwarmNetwork {
       if (manifest.digest.value !== digest.value) throw new ProtocolError('peer answered for another blob')
       const theirs = Bitfield.fromBase64(manifest.pieces.length, welcome.have)
       if (theirs.complete) await framed.close()
-      const ours = told === '' ? new Bitfield(manifest.pieces.length) : Bitfield.fromBase64(manifest.pieces.length, told)
-      const neighbour = new Neighbour(peer.peerId, theirs, theirs.complete ? undefined : framed, this.log, true, ours)
+      const neighbour = new Neighbour(peer.peerId, theirs, theirs.complete ? undefined : framed, this.log, true, Bitfield.fromBase64(manifest.pieces.length, told))
       return { manifest, neighbour }
     } catch (err) {
       framed.abort(err as Error)

@@ -25,21 +25,29 @@ describe('Neighbour', () => {
     for (const s of raw) s.abort(new Error('test over'))
   })
 
-  it('sends the haves of pieces completed together in one write, and the other side learns each', async () => {
+  /**
+   * Two neighbours over an in-memory stream pair: `ours` sends, `theirs` listens.
+   * `sends` counts the writes on our side; `hear(n)` waits until n haves arrived.
+   */
+  async function pair (length: number, told?: Bitfield): Promise<{ ours: Neighbour, theirs: Neighbour, sends: number[], heard: number[], hear: (n: number) => Promise<void> }> {
     const [rawA, rawB] = await streamPair()
     raw.push(rawA, rawB)
     const sends: number[] = []
     const send = rawA.send.bind(rawA)
     rawA.send = (data) => { sends.push(data.byteLength); return send(data) }
-
-    const ours = new Neighbour(peers[1], new Bitfield(16), new FramedStream(rawA), logger, true)
-    const theirs = new Neighbour(peers[0], new Bitfield(16), new FramedStream(rawB), logger, false)
+    const ours = new Neighbour(peers[1], new Bitfield(length), new FramedStream(rawA), logger, true, told)
+    const theirs = new Neighbour(peers[0], new Bitfield(length), new FramedStream(rawB), logger, false)
     const heard: number[] = []
     let wake: () => void = () => {}
     theirs.start({ onHave: (i) => { heard.push(i); wake() }, onClose: () => {} })
     const hear = async (n: number): Promise<void> => {
       while (heard.length < n) await new Promise<void>(resolve => { wake = resolve })
     }
+    return { ours, theirs, sends, heard, hear }
+  }
+
+  it('sends the haves of pieces completed together in one write, and the other side learns each', async () => {
+    const { ours, theirs, sends, heard, hear } = await pair(16)
 
     // three pieces complete in the same turn: one write carries all three
     for (const i of [3, 7, 11]) ours.sendHave(i)
@@ -64,33 +72,24 @@ describe('Neighbour', () => {
   })
 
   it('catches a neighbour up on the pieces its greeting did not mention, in one write', async () => {
-    const [rawA, rawB] = await streamPair()
-    raw.push(rawA, rawB)
-    const sends: number[] = []
-    const send = rawA.send.bind(rawA)
-    rawA.send = (data) => { sends.push(data.byteLength); return send(data) }
-
     const told = new Bitfield(8)
     for (const i of [0, 1]) told.set(i)
-    const ours = new Bitfield(8)
-    for (const i of [0, 1, 2, 5]) ours.set(i)
-    const toThem = new Neighbour(peers[1], new Bitfield(8), new FramedStream(rawA), logger, true, told)
-    const them = new Neighbour(peers[0], new Bitfield(8), new FramedStream(rawB), logger, false)
-    const heard: number[] = []
-    let wake: () => void = () => {}
-    them.start({ onHave: (i) => { heard.push(i); wake() }, onClose: () => {} })
+    const held = new Bitfield(8)
+    for (const i of [0, 1, 2, 5]) held.set(i)
+    const { ours, theirs, sends, heard, hear } = await pair(8, told)
 
-    toThem.catchUp(ours)
-    while (heard.length < 2) await new Promise<void>(resolve => { wake = resolve })
+    ours.catchUp(held)
+    await hear(2)
     assert.deepEqual(heard, [2, 5], 'only the pieces the greeting left out')
     assert.equal(sends.length, 1)
 
     // nothing new since: nothing sent
-    toThem.catchUp(told)
-    toThem.sendHave(7)
-    while (heard.length < 3) await new Promise<void>(resolve => { wake = resolve })
+    ours.catchUp(told)
+    ours.sendHave(7)
+    await hear(3)
     assert.deepEqual(heard, [2, 5, 7])
-    toThem.close()
-    them.close()
+    assert.equal(sends.length, 2)
+    ours.close()
+    theirs.close()
   })
 })

@@ -78,6 +78,8 @@ describe('Bitfield', () => {
     assert.equal(b.count, 1)
     assert.equal(b.has(0), true)
     assert.equal(b.missing().length, 19)
+    // an empty string (a hello from a peer that knows nothing yet) is an empty bitfield
+    assert.equal(Bitfield.fromBase64(20, '').count, 0)
     const fromJunk = Bitfield.fromBase64(16, '!!not base64!!')
     assert.ok(fromJunk.count <= 16)
     assert.equal(fromJunk.count, 16 - fromJunk.missing().length)
