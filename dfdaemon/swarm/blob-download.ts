@@ -110,6 +110,8 @@ export class BlobDownload {
    * digest before every piece hash it sent us was final.
    */
   private taskEnd?: Promise<boolean>
+  /** Where the supernode's task stream stands (for the stall log). */
+  private taskState: 'none' | 'open' | 'done' | 'ended' | 'lost' = 'none'
   private resolveReady!: (m: PieceManifest) => void
   private rejectReady!: (err: Error) => void
   private resolveDone!: () => void
@@ -232,6 +234,7 @@ export class BlobDownload {
       answers = this.task[Symbol.asyncIterator]()
       manifest = await this.firstAnswer(answers)
       this.taskEnd = new Promise(resolve => { endTask = resolve })
+      this.taskState = 'open'
     } catch (err) {
       // only an unreachable supernode sends us to the neighbours; a refusal stands
       if (!(err instanceof UnavailableError)) throw err
@@ -277,7 +280,10 @@ export class BlobDownload {
     try {
       for (;;) {
         const next = await answers.next()
-        if (next.done === true || this.finished || this.failure != null) break
+        if (next.done === true || this.finished || this.failure != null) {
+          this.taskState = 'ended'
+          break
+        }
         const a = next.value
         if (a.type === 'piece') {
           // the supernode's origin fetch advancing is progress too: a stalled daemon fetching
@@ -288,6 +294,7 @@ export class BlobDownload {
         } else if (a.type === 'error') {
           throw errorFromCode(a.code, a.message, a.challenge)
         } else if (a.type === 'done') {
+          this.taskState = 'done'
           vouched = true
           break
         }
@@ -296,6 +303,7 @@ export class BlobDownload {
       // a refusal fails the download; a lost supernode leaves the neighbours, then the origin, to finish it
       if (!(err instanceof UnavailableError)) throw err
       if (this.c.origin == null && (this.neighbours.size === 0 || partial.manifest.pieces.includes(null))) throw err
+      this.taskState = 'lost'
       this.log.warn({ err: err.message, neighbours: this.neighbours.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
     } finally {
@@ -351,7 +359,7 @@ export class BlobDownload {
     const partial = this.partial
     if (this.c.origin == null || this.originAdded || this.scheduler == null || partial == null || this.finished || this.failure != null) return false
     this.originAdded = true
-    this.log.warn({ reason, missing: partial.manifest.pieces.length - partial.bitfield.count }, 'going back to source for pieces no other source has')
+    this.log.warn({ reason, missing: partial.manifest.pieces.length - partial.bitfield.count, waiting: this.scheduler.describe(), task: this.taskState }, 'going back to source for pieces no other source has')
     this.scheduler.addSource(this.c.origin.source(this.req, partial.manifest))
     return true
   }

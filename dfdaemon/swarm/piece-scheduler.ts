@@ -147,6 +147,34 @@ export class PieceScheduler {
     })
   }
 
+  /**
+   * What the scheduler is waiting on, for the log line of a download that stalls:
+   * each source with the missing pieces it holds, its requests in flight and how
+   * long it is still set aside; the pieces in flight and those the supernode
+   * deferred to the neighbours.
+   */
+  describe (now = Date.now()): SchedulerState {
+    const partial = this.c.partial
+    const pieces = partial.manifest.pieces
+    const missing: number[] = []
+    for (let i = 0; i < pieces.length; i++) if (!partial.bitfield.has(i)) missing.push(i)
+    return {
+      missing: missing.length,
+      unhashed: missing.filter(i => pieces[i] == null).length,
+      sources: [...this.sources.values()].map(s => ({
+        id: s.id,
+        kind: s.kind,
+        holds: missing.filter(i => s.has(i)).length,
+        load: this.load.get(s.id) ?? 0,
+        asideMs: Math.max(0, (this.asideUntil.get(s.id) ?? 0) - now),
+        failures: this.failures.get(s.id) ?? 0
+      })),
+      inFlight: [...this.inFlight].map(([index, reqs]) => ({ index, sources: [...reqs.keys()] })),
+      deferred: [...this.deferred].filter(([, until]) => until > now).map(([index]) => index),
+      writing: [...this.writing]
+    }
+  }
+
   /** Fill every available source's free request slots. */
   pump (): void {
     const partial = this.c.partial
@@ -170,6 +198,12 @@ export class PieceScheduler {
         load++
         this.request(source, index)
       }
+    }
+    // a piece the supernode deferred is asked for again once its deferral ends: the wake-up
+    // set when it was refused may have been an earlier one's, already spent
+    for (const [index, until] of this.deferred) {
+      if (until <= now) this.deferred.delete(index)
+      else this.wakeAt(until)
     }
   }
 
@@ -308,6 +342,17 @@ export class PieceScheduler {
     }, Math.max(0, time - Date.now()))
     this.wakeTimer.unref()
   }
+}
+
+/** A scheduler's state as `describe` reports it. */
+export interface SchedulerState {
+  missing: number
+  /** Missing pieces whose hash nobody has told us yet. */
+  unhashed: number
+  sources: Array<{ id: string, kind: PieceSource['kind'], holds: number, load: number, asideMs: number, failures: number }>
+  inFlight: Array<{ index: number, sources: string[] }>
+  deferred: number[]
+  writing: number[]
 }
 
 /** Per piece: sources of the swarm holding it, neighbours that may be asked for it now, and sources that could serve it now. */

@@ -8,7 +8,8 @@ import { Registry } from 'prom-client'
 import { BlobStore } from '../../../shared/store/blob-store.js'
 import { digestOf } from '../../../shared/oci/digest.js'
 import { newManifest } from '../../../shared/pieces/piece-manifest.js'
-import { PieceScheduler, SWARM_SUPERNODE_IN_FLIGHT } from '../../../dfdaemon/swarm/piece-scheduler.js'
+import { DEFER_MS, PieceScheduler, SWARM_SUPERNODE_IN_FLIGHT } from '../../../dfdaemon/swarm/piece-scheduler.js'
+import { TooManyRequestsError } from '../../../shared/errors.js'
 import { RarestFirstPolicy } from '../../../dfdaemon/swarm/piece-policy.js'
 import { DaemonMetrics } from '../../../dfdaemon/metrics.js'
 import type { PieceSource, SourceKind } from '../../../dfdaemon/swarm/piece-source.js'
@@ -78,6 +79,14 @@ describe('PieceScheduler request depth', () => {
     assert.equal(supernode.asked.length, SWARM_SUPERNODE_IN_FLIGHT)
     // super-seeding: the supernode is asked only for pieces the neighbour does not hold
     assert.ok(supernode.asked.every(i => i % 2 === 1), `asked the supernode for ${supernode.asked.join(', ')}`)
+    // what a stalled download's log line reports
+    const state = s.describe()
+    assert.deepEqual(state.sources.map(({ id, holds, load }) => ({ id, holds, load })), [
+      { id: 'peer-1', holds: PIECES / 2, load: 2 },
+      { id: 'sn', holds: PIECES, load: SWARM_SUPERNODE_IN_FLIGHT }
+    ])
+    assert.equal(state.missing, PIECES)
+    assert.equal(state.inFlight.length, 2 + SWARM_SUPERNODE_IN_FLIGHT)
     s.stop()
   })
 
@@ -93,5 +102,35 @@ describe('PieceScheduler request depth', () => {
     // it races the piece it can be checked on; asking for one without a hash could only fail
     assert.deepEqual(peer.asked, [PIECES - 1])
     s.stop()
+  })
+
+  it('asks the supernode again for every piece it deferred, also when the deferrals end at different times', async () => {
+    // two pieces: the supernode refuses both ("ask your neighbours"), the second 50 ms after
+    // the first, and holds every later request open; no neighbour, nothing else wakes the scheduler
+    const s = await scheduler('deferred', (i) => i < 2)
+    const asked: number[] = []
+    let wake: () => void = () => {}
+    const supernode: PieceSource = {
+      id: 'sn',
+      kind: 'supernode',
+      maxInFlight: 4,
+      has: (i) => i < 2,
+      fetch: async (index, signal) => {
+        asked.push(index)
+        wake()
+        if (asked.filter(i => i === index).length === 1) {
+          await new Promise(resolve => setTimeout(resolve, index * 50))
+          throw new TooManyRequestsError('ask your neighbours')
+        }
+        return await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason as Error) }, { once: true }) })
+      }
+    }
+    s.addSource(supernode)
+    const deadline = Date.now() + 10 * DEFER_MS
+    while (asked.length < 4 && Date.now() < deadline) {
+      await new Promise<void>(resolve => { wake = resolve; setTimeout(resolve, DEFER_MS) })
+    }
+    s.stop()
+    assert.deepEqual([...asked].sort(), [0, 0, 1, 1], `asked for ${asked.join(', ')}`)
   })
 })
