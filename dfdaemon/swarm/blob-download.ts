@@ -177,7 +177,14 @@ export class BlobDownload {
   /** A neighbour that opened a swarm stream to us for this blob. */
   addNeighbour (neighbour: Neighbour): void {
     const partial = this.partial
-    if (partial == null || this.finished || this.failure != null || neighbour.bitfield.length !== partial.manifest.pieces.length) {
+    if (partial == null || this.failure != null || neighbour.bitfield.length !== partial.manifest.pieces.length) {
+      neighbour.close()
+      return
+    }
+    if (this.finished) {
+      // greeted while the last pieces arrived: say we hold them all before the stream ends,
+      // so the neighbour keeps us as a seed rather than dropping a source that has nothing
+      neighbour.catchUp(partial.bitfield)
       neighbour.close()
       return
     }
@@ -202,13 +209,20 @@ export class BlobDownload {
     neighbour.start({
       onHave: () => { this.scheduler?.pumpSoon() },
       onClose: () => {
-        if (this.neighbours.get(neighbour.id) === neighbour) {
-          this.neighbours.delete(neighbour.id)
-          this.c.metrics.neighbours.dec()
-          this.scheduler?.removeSource(neighbour.id)
-        }
+        // a neighbour that holds every piece and ends its stream has finished and seeds the
+        // blob: it stays a source, as a seed found by greeting it does (pieces have their own streams)
+        if (neighbour.bitfield.complete && !this.finished && this.failure == null) return
+        this.dropNeighbour(neighbour)
       }
     })
+  }
+
+  /** The neighbour is no longer one of this download's (closed, or the download ended). */
+  private dropNeighbour (neighbour: Neighbour): void {
+    if (this.neighbours.get(neighbour.id) !== neighbour) return
+    this.neighbours.delete(neighbour.id)
+    this.c.metrics.neighbours.dec()
+    this.scheduler?.removeSource(neighbour.id)
   }
 
   cancel (err: Error = new UnavailableError('download cancelled')): void {
@@ -481,7 +495,11 @@ export class BlobDownload {
     this.stopActivity()
     for (const [i, list] of this.waiters) { this.waiters.delete(i); for (const w of list) w.resolve() }
     // neighbours that hold everything too have nothing more to say to us
-    for (const n of this.neighbours.values()) if (n.bitfield.complete) n.close()
+    for (const n of [...this.neighbours.values()]) {
+      if (!n.bitfield.complete) continue
+      n.close()
+      this.dropNeighbour(n)
+    }
     this.c.metrics.downloads.inc({ result: 'success' })
     this.log.info({ size: partial.manifest.size, neighbours: this.neighbours.size }, 'blob complete')
     // tell the tracker at once that we are a seed now
@@ -500,7 +518,10 @@ export class BlobDownload {
     if (this.failure != null || this.finished) return
     this.failure = err
     this.stopActivity()
-    for (const n of this.neighbours.values()) n.close()
+    for (const n of [...this.neighbours.values()]) {
+      n.close()
+      this.dropNeighbour(n)
+    }
     this.c.metrics.downloads.inc({ result: 'failure' })
     this.log.warn({ err: { name: err.name, message: err.message } }, 'download failed')
     for (const [, list] of this.waiters) for (const w of list) w.reject(err)

@@ -83,7 +83,8 @@ export class Neighbour {
     this.sending = this.sending.then(async () => {
       const batch = this.unsent
       this.unsent = []
-      if (!this.closed) await framed.writeMessages(batch.map(i => ({ type: 'have', index: i })))
+      // queued before any close: close lets them go out first
+      await framed.writeMessages(batch.map(i => ({ type: 'have', index: i })))
     }).catch(() => { this.close() })
   }
 

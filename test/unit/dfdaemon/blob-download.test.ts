@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { streamPair } from '@libp2p/utils'
 import { BlobStore } from '../../../shared/store/blob-store.js'
 import { digestOf, sha256Hex, type Digest } from '../../../shared/oci/digest.js'
 import { pieceCount, pieceRange, pieceSizeFor } from '../../../shared/pieces/piece-math.js'
@@ -18,6 +20,10 @@ import { SupernodeClient } from '../../../dfdaemon/swarm/supernode-client.js'
 import { SwarmNetwork } from '../../../dfdaemon/swarm/swarm-network.js'
 import { DaemonMetrics } from '../../../dfdaemon/metrics.js'
 import type { PieceSource } from '../../../dfdaemon/swarm/piece-source.js'
+import { Neighbour } from '../../../dfdaemon/swarm/neighbour.js'
+import { FramedStream } from '../../../shared/p2p/codec.js'
+import { Bitfield } from '../../../shared/pieces/bitfield.js'
+import { TooManyRequestsError } from '../../../shared/errors.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -36,8 +42,11 @@ describe('BlobDownload', () => {
   let dir: string
   let store: BlobStore
   let node: DamselflyNode
+  // in-memory streams hold no handle: keep the loop alive while a neighbour's read waits
+  let keepAlive: NodeJS.Timeout
 
   before(async () => {
+    keepAlive = setInterval(() => {}, 60_000)
     dir = await mkdtemp(join(tmpdir(), 'damselfly-download-'))
     store = new BlobStore({ dir, logger })
     await store.init()
@@ -46,16 +55,19 @@ describe('BlobDownload', () => {
   })
 
   after(async () => {
+    clearInterval(keepAlive)
     await store.close()
     await rm(dir, { recursive: true, force: true })
   })
 
   /**
    * Run a download of `blob` whose supernode task gives `answers` and whose supernode
-   * serves each piece once `served` resolves; no neighbours; an origin that is only
-   * recorded when added. Resolves when the download is done.
+   * serves each piece once `served` resolves (or refuses it: `served` rejects); an
+   * origin that is only recorded when added. Neighbours come from `joined`, called
+   * once the download has started, as pieces sources made by `peerSource`.
+   * Resolves when the download is done.
    */
-  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>): Promise<{ error?: Error, originAdded: boolean, registry: Registry }> {
+  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: { joined?: (d: BlobDownload) => void, peerSource?: (neighbour: Neighbour) => PieceSource } = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
     const registry = new Registry()
     const metrics = new DaemonMetrics(registry)
     const supernode = new SupernodeClient({ libp2p: node, logger }, { url: 'http://127.0.0.1:9', infoTimeoutMs: 200 })
@@ -77,7 +89,10 @@ describe('BlobDownload', () => {
           return blob.pieces[index]
         }
       }),
-      peerSource: () => { throw new Error('no neighbours here') },
+      peerSource: (_manifest, neighbour) => {
+        if (neighbours.peerSource == null) throw new Error('no neighbours here')
+        return neighbours.peerSource(neighbour)
+      },
       origin: {
         manifest: async () => { throw new Error('the supernode answered') },
         source: (): PieceSource => {
@@ -87,13 +102,17 @@ describe('BlobDownload', () => {
       }
     }, { req: { registry: 'example.test', repository: 'team/app', digest: blob.digest }, policy: new RarestFirstPolicy(), noProgressTimeoutMs: 1000 })
     d.start()
+    if (neighbours.joined != null) {
+      await d.ready
+      neighbours.joined(d)
+    }
     try {
       await d.done
     } catch {
       // reported through `error`
     }
     network.close()
-    return { error: d.error, originAdded, registry }
+    return { d, error: d.error, originAdded, registry }
   }
 
   it('holding every piece, waits for the supernode\'s done past the no-progress deadline: no origin, no failure', async () => {
@@ -135,5 +154,76 @@ describe('BlobDownload', () => {
     assert.equal(error, undefined)
     assert.equal(originAdded, false, 'the supernode kept advancing: no back-to-source')
     assert.ok(await store.getComplete(blob.digest) != null, 'the blob is in the store')
+  })
+
+  /** A blob of three pieces, its bytes set by `fill`, and a task that has every hash at once. */
+  function threePieces (fill: number): { blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer> } {
+    const blob = pieced(Buffer.alloc(3 * pieceSizeFor(1) - 100, fill))
+    assert.equal(blob.pieces.length, 3)
+    const answers = async function * (): AsyncGenerator<TaskAnswer> {
+      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: 3 * pieceSizeFor(1) - 100, pieceSize: blob.pieceSize, pieces: blob.pieces.map(p => p.sha256) } }
+      yield { type: 'done' }
+    }
+    return { blob, answers }
+  }
+
+  it('keeps a neighbour that holds every piece as a source when its stream ends: it finished and seeds the blob', async () => {
+    const { blob, answers } = threePieces(11)
+    // the supernode sent every piece to that neighbour and refuses us ("ask your neighbours")
+    const refused = Promise.reject(new TooManyRequestsError('ask your neighbours'))
+    refused.catch(() => {})
+    const [ours, theirs] = await streamPair()
+    const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const all = new Bitfield(3)
+    for (let i = 0; i < 3; i++) all.set(i)
+    const neighbour = new Neighbour(peer, all, new FramedStream(ours), logger, false)
+    let stuck: NodeJS.Timeout | undefined
+    const { d, error, originAdded } = await download(blob, answers, refused, {
+      // it greets us holding everything and then ends its stream, as a daemon does that
+      // finishes the blob while greeting
+      joined: (d) => {
+        d.addNeighbour(neighbour)
+        void theirs.close()
+        stuck = setTimeout(() => { d.cancel(new Error('no piece came from the seed')) }, 5000)
+      },
+      // its pieces come over streams of their own, asked for once its swarm stream has ended
+      peerSource: (n) => ({
+        id: n.id,
+        kind: 'peer',
+        maxInFlight: 2,
+        has: (i) => n.bitfield.has(i),
+        fetch: async (index, signal) => {
+          while (!n.isClosed) await sleep(5)
+          if (signal.aborted) throw signal.reason as Error
+          return blob.pieces[index]
+        }
+      })
+    })
+    clearTimeout(stuck)
+    theirs.abort(new Error('test over'))
+    assert.equal(error, undefined)
+    assert.equal(originAdded, false)
+    assert.equal(d.received.peer, blob.pieces.reduce((n, p) => n + p.bytes.byteLength, 0), 'every piece came from the neighbour')
+    assert.ok(await store.getComplete(blob.digest) != null, 'the blob is in the store')
+  })
+
+  it('tells a neighbour greeted while the last pieces arrived that it holds them all before ending the stream', async () => {
+    const { blob, answers } = threePieces(12)
+    const { d, error } = await download(blob, answers, Promise.resolve())
+    assert.equal(error, undefined)
+    // our greeting went out holding piece 0 only; the download finished before the neighbour joined
+    const told = new Bitfield(3)
+    told.set(0)
+    const [ours, theirs] = await streamPair()
+    const [a, b] = await Promise.all([0, 1].map(async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
+    const heard: number[] = []
+    const theirView = Bitfield.fromBase64(3, told.toBase64())
+    const ended = new Promise<void>(resolve => {
+      new Neighbour(a, theirView, new FramedStream(theirs), logger, false).start({ onHave: (i) => { heard.push(i) }, onClose: resolve })
+    })
+    d.addNeighbour(new Neighbour(b, new Bitfield(3), new FramedStream(ours), logger, true, told))
+    await ended
+    assert.deepEqual(heard.sort(), [1, 2], 'a have for each piece the greeting did not mention, then the end')
+    assert.ok(theirView.complete, 'the neighbour sees a seed')
   })
 })
