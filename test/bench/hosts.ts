@@ -7,6 +7,7 @@
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { freePort } from '../helpers/ports.js'
 import type { Cleanup } from './cleanup.js'
@@ -69,11 +70,25 @@ async function freeSubnet (): Promise<string> {
 /** tbf burst: 10 ms worth of bytes at the rate, at least 32 KiB (a HZ=250 kernel needs >= rate/250). */
 function burst (bps: number): number { return Math.max(32768, Math.ceil(bps / 8 / 100)) }
 
+/** The TCP congestion control new namespaces start with (the host's default). */
+export async function defaultCongestionControl (): Promise<string> {
+  return (await readFile('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8')).trim()
+}
+
+async function setCongestionControl (ns: string, name: string): Promise<void> {
+  try {
+    await inNs(ns, 'sysctl', '-qw', `net.ipv4.tcp_congestion_control=${name}`)
+  } catch (err) {
+    const allowed = (await readFile('/proc/sys/net/ipv4/tcp_allowed_congestion_control', 'utf8').catch(() => '?')).trim()
+    throw new Error(`cannot use TCP congestion control ${name} in a namespace (the host allows: ${allowed})`, { cause: err })
+  }
+}
+
 /**
  * Creates hub + `clients + 2` hosts. Every namespace, the route and the veths are registered in
  * `cleanup` as they appear, so a failure half-way still removes them all.
  */
-export async function netnsTopology (clients: number, rate: string, cleanup: Cleanup): Promise<Topology> {
+export async function netnsTopology (clients: number, rate: string, cleanup: Cleanup, tcpCc?: string): Promise<Topology> {
   const bps = parseRate(rate)
   const id = randomBytes(2).toString('hex')
   const net = await freeSubnet()
@@ -101,6 +116,7 @@ export async function netnsTopology (clients: number, rate: string, cleanup: Cle
     await ip('-n', ns, 'link', 'set', 'eth0', 'up')
     await ip('-n', hub, 'link', 'set', peer, 'master', 'br0')
     await ip('-n', hub, 'link', 'set', peer, 'up')
+    if (tcpCc !== undefined) await setCongestionControl(ns, tcpCc)
     await inNs(ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', ...tbf) // upload
     await inNs(hub, 'tc', 'qdisc', 'add', 'dev', peer, ...tbf) // download
     return { name, addr, prefix: ['nsenter', `--net=/run/netns/${ns}`], port: async (_role, wellKnown) => wellKnown }

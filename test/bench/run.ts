@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks'
 import type { Cleanup } from './cleanup.js'
 import { machineJiffies, procStats } from './proc.js'
 import { summarize, type ScenarioResult } from './figures.js'
-import { loopbackTopology, netnsTopology, type Topology } from './hosts.js'
+import { defaultCongestionControl, loopbackTopology, netnsTopology, type Topology } from './hosts.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
 import { markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
 import type { BenchOptions, SystemName } from './scenarios.js'
@@ -42,7 +42,19 @@ function missing (part: string): Array<[string, string]> {
   })
 }
 
-export interface Machine { cpu: string, cores: number, memGiB: number, kernel: string, node: string, loadBefore: number[], loadAfter?: number[], date: string, label: string }
+export interface Machine {
+  cpu: string
+  cores: number
+  memGiB: number
+  kernel: string
+  node: string
+  loadBefore: number[]
+  loadAfter?: number[]
+  date: string
+  label: string
+  /** TCP congestion control of the emulated hosts (netns only), and whether it is the kernel's default. */
+  tcp?: string
+}
 
 export interface BenchRun {
   machine: Machine
@@ -143,7 +155,8 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   })
   const machine: Machine = {
     cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(),
-    node: process.version, loadBefore: loadavg().map((x) => Number(x.toFixed(2))), date: new Date().toISOString(), label: opts.label
+    node: process.version, loadBefore: loadavg().map((x) => Number(x.toFixed(2))), date: new Date().toISOString(), label: opts.label,
+    ...(swarm && opts.mode === 'netns' ? { tcp: opts.tcpCc ?? `${await defaultCongestionControl()} (the kernel's default)` } : {})
   }
   const workDir = await mkdtemp(join(tmpdir(), 'damselfly-bench-'))
   if (opts.keep === true) log(`keeping ${workDir}`)
@@ -157,7 +170,7 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   const files = { json: join(opts.outDir, 'results.json'), markdown: join(opts.outDir, 'results.md'), ...(swarm ? { svg: join(opts.outDir, 'results.svg') } : {}) }
   const run: BenchRun = { machine, options: opts, skipped, results, ...(singleHost !== undefined ? { singleHost } : {}), ...(tracker !== undefined ? { tracker } : {}), files }
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
-  const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf)` : 'loopback, no cap'
+  const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}` : 'loopback, no cap'
   const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
   const sections = [
     ...(swarm ? [markdownTable(results)] : []),
@@ -177,7 +190,7 @@ async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: str
   log(`pushing ${opts.images.map((i) => i.name).join(', ')} to the origin's storage`)
   const images = await prepareImages(opts.images, storage, workDir, cleanup)
   const maxN = Math.max(...opts.hostCounts)
-  const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup) : loopbackTopology(maxN)
+  const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup, opts.tcpCc) : loopbackTopology(maxN)
   log(opts.mode === 'netns'
     ? `hosts: origin ${topo.origin.addr}, server ${topo.server.addr}, clients ${topo.clients[0].addr}…${topo.clients[maxN - 1].addr}, ${opts.rate} each way`
     : `hosts: all on 127.0.0.1, no cap`)

@@ -36,6 +36,8 @@ export interface BenchOptions {
   mode: 'netns' | 'loopback'
   /** Per-host cap, both directions (netns only), e.g. `100mbit`. */
   rate: string
+  /** TCP congestion control for every emulated host (netns only); the kernel's default when unset. */
+  tcpCc?: string
   hostCounts: number[]
   images: ImageSpec[]
   systems: SystemName[]
@@ -70,7 +72,7 @@ export const SMOKE_TRACKER: TrackerScaleOptions = { peers: 200, blobs: 20, blobs
 
 export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker] [--out DIR] [--label TEXT] [--keep]
                           [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
-                          [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--loopback]
+                          [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--loopback]
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
   --only      the parts to run (default: all three):
@@ -83,6 +85,9 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tra
   (default)   swarm: N = 1,2,4,8,16 and images 1x256MiB, 8x32MiB, 50x1MiB; single: 256 MiB, 3 runs
               of each; tracker: 10000 peers over 1000 blobs in-process, 100 nodes over the wire
   --images    image specs COUNTxSIZE (MiB), e.g. 4x16MiB
+  --tcp-cc    swarm: TCP congestion control of every emulated host (default: the kernel's, which
+              a namespace inherits); a namespace may use only those the host allows
+              (net.ipv4.tcp_allowed_congestion_control)
   --loopback  swarm: no namespaces and no cap, every host on 127.0.0.1 (what the smoke test runs)
   --keep      keep the work dir with every process's log (printed at the end)
 The swarm part runs as root (namespaces, tc) unless --loopback; the others need no root.
@@ -123,6 +128,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else if (a === '--systems') opts.systems = value().split(',') as SystemName[]
     else if (a === '--images') opts.images = value().split(',').map(imageOf)
     else if (a === '--rate') opts.rate = value()
+    else if (a === '--tcp-cc') opts.tcpCc = value()
     else if (a === '--out') opts.outDir = value()
     else if (a === '--label') opts.label = value()
     else if (a === '--only') opts.parts = value().split(',') as BenchPart[]
@@ -135,6 +141,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else throw new Error(`unknown argument ${a}\n${USAGE}`)
   }
   if (opts.hostCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 200)) throw new Error(`--hosts wants counts from 1 to 200\n${USAGE}`)
+  if (opts.tcpCc !== undefined && !/^[a-z0-9_]{1,16}$/.test(opts.tcpCc)) throw new Error(`--tcp-cc wants an algorithm name such as reno or cubic\n${USAGE}`)
   const bad = opts.systems.filter((s) => !SYSTEMS.includes(s))
   if (bad.length > 0) throw new Error(`unknown system ${bad.join(', ')}\n${USAGE}`)
   const badParts = opts.parts.filter((p) => !PARTS.includes(p))
