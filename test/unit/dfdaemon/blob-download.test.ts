@@ -178,7 +178,7 @@ describe('BlobDownload', () => {
     for (let i = 0; i < 3; i++) all.set(i)
     const neighbour = new Neighbour(peer, all, new FramedStream(ours), logger, false)
     let stuck: NodeJS.Timeout | undefined
-    const { d, error, originAdded } = await download(blob, answers, refused, {
+    const { d, error, originAdded, registry } = await download(blob, answers, refused, {
       // it greets us holding everything and then ends its stream, as a daemon does that
       // finishes the blob while greeting
       joined: (d) => {
@@ -204,6 +204,8 @@ describe('BlobDownload', () => {
     assert.equal(error, undefined)
     assert.equal(originAdded, false)
     assert.equal(d.received.peer, blob.pieces.reduce((n, p) => n + p.bytes.byteLength, 0), 'every piece came from the neighbour')
+    // kept as a source after its stream ended, it leaves the neighbour count with the download
+    assert.match(await registry.getSingleMetricAsString('damselfly_dfdaemon_neighbours'), /damselfly_dfdaemon_neighbours 0/)
     assert.ok(await store.getComplete(blob.digest) != null, 'the blob is in the store')
   })
 
