@@ -217,8 +217,9 @@ export class BlobDownload {
     })
   }
 
-  /** The neighbour is no longer one of this download's (closed, or the download ended). */
+  /** Close the neighbour (if it is not already) and let it go: no longer a source or counted. */
   private dropNeighbour (neighbour: Neighbour): void {
+    neighbour.close()
     if (this.neighbours.get(neighbour.id) !== neighbour) return
     this.neighbours.delete(neighbour.id)
     this.c.metrics.neighbours.dec()
@@ -495,11 +496,7 @@ export class BlobDownload {
     this.stopActivity()
     for (const [i, list] of this.waiters) { this.waiters.delete(i); for (const w of list) w.resolve() }
     // neighbours that hold everything too have nothing more to say to us
-    for (const n of [...this.neighbours.values()]) {
-      if (!n.bitfield.complete) continue
-      n.close()
-      this.dropNeighbour(n)
-    }
+    for (const n of [...this.neighbours.values()]) if (n.bitfield.complete) this.dropNeighbour(n)
     this.c.metrics.downloads.inc({ result: 'success' })
     this.log.info({ size: partial.manifest.size, neighbours: this.neighbours.size }, 'blob complete')
     // tell the tracker at once that we are a seed now
@@ -518,10 +515,7 @@ export class BlobDownload {
     if (this.failure != null || this.finished) return
     this.failure = err
     this.stopActivity()
-    for (const n of [...this.neighbours.values()]) {
-      n.close()
-      this.dropNeighbour(n)
-    }
+    for (const n of [...this.neighbours.values()]) this.dropNeighbour(n)
     this.c.metrics.downloads.inc({ result: 'failure' })
     this.log.warn({ err: { name: err.name, message: err.message } }, 'download failed')
     for (const [, list] of this.waiters) for (const w of list) w.reject(err)

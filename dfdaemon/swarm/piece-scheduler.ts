@@ -156,8 +156,7 @@ export class PieceScheduler {
   describe (now = Date.now()): SchedulerState {
     const partial = this.c.partial
     const pieces = partial.manifest.pieces
-    const missing: number[] = []
-    for (let i = 0; i < pieces.length; i++) if (!partial.bitfield.has(i)) missing.push(i)
+    const missing = partial.bitfield.missing()
     return {
       missing: missing.length,
       unhashed: missing.filter(i => pieces[i] == null).length,
@@ -199,8 +198,9 @@ export class PieceScheduler {
         this.request(source, index)
       }
     }
-    // a piece the supernode deferred is asked for again once its deferral ends: the wake-up
-    // set when it was refused may have been an earlier one's, already spent
+    // a piece the supernode deferred is asked for again once its deferral ends: every pump
+    // sets the wake-up for the earliest one still pending (as the loop above does for sources
+    // set aside), so none waits on a wake-up an earlier deferral has already spent
     for (const [index, until] of this.deferred) {
       if (until <= now) this.deferred.delete(index)
       else this.wakeAt(until)
@@ -303,9 +303,9 @@ export class PieceScheduler {
       this.c.logger.trace({ index, source: source.kind }, 'piece refused: busy')
       // not a fault: the supernode wants the piece traded among neighbours, or a peer is at its upload bound
       const until = Date.now() + DEFER_MS
+      // the pump that follows every settled request sets the wake-up for it
       if (source.kind === 'supernode') this.deferred.set(index, until)
       else this.asideUntil.set(source.id, until)
-      this.wakeAt(until)
       return
     }
     if (source.kind === 'peer' && err.name === 'BlobUnknownError') {
