@@ -1,20 +1,50 @@
+/** What makes a deadline one on progress rather than on the whole work. */
+export interface ProgressRule {
+  /** A count that changes while the work moves (bytes received, bytes still queued). */
+  progress: () => number
+  /** The work may not take longer than this in all, moving or not. */
+  maxMs: number
+}
+
 /**
  * A deadline joined with a caller's signal, for work done thousands of times a
  * second (one frame, one piece). A plain timer, cleared when the work is done:
  * AbortSignal.timeout cannot be cancelled, so with one per frame thousands of
  * them would stay armed for their full timeout, and AbortSignal.any ties every
  * short-lived signal to the caller's long-lived one until both are collected.
+ *
+ * With a ProgressRule the timeout is for standing still: each time it runs out
+ * the deadline looks at `progress()`, and starts over when it has changed since
+ * the last look (so work that stalls is stopped between one and two timeouts
+ * after its last move), until `maxMs` in all. A piece that shares a slow
+ * connection with many others keeps its bytes as long as they keep coming.
  */
 export class Deadline {
   private readonly controller = new AbortController()
-  private readonly timer: ReturnType<typeof setTimeout>
+  private timer: ReturnType<typeof setTimeout>
   private readonly parent: AbortSignal | undefined
   private readonly onParentAbort = (): void => { this.controller.abort(this.parent?.reason) }
 
   /** `reason`: what the signal is aborted with when the time is up. */
-  constructor (parent: AbortSignal | undefined, timeoutMs: number, reason: () => Error) {
+  constructor (parent: AbortSignal | undefined, timeoutMs: number, reason: () => Error, rule?: ProgressRule) {
     this.parent = parent
-    this.timer = setTimeout(() => { this.controller.abort(reason()) }, timeoutMs)
+    if (rule == null) {
+      this.timer = setTimeout(() => { this.controller.abort(reason()) }, timeoutMs)
+    } else {
+      const end = Date.now() + rule.maxMs
+      let seen = rule.progress()
+      const look = (): void => {
+        const now = rule.progress()
+        const left = end - Date.now()
+        if (now === seen || left <= 0) {
+          this.controller.abort(reason())
+          return
+        }
+        seen = now
+        this.timer = setTimeout(look, Math.min(timeoutMs, left))
+      }
+      this.timer = setTimeout(look, Math.min(timeoutMs, rule.maxMs))
+    }
     if (parent?.aborted === true) this.controller.abort(parent.reason)
     else parent?.addEventListener('abort', this.onParentAbort, { once: true })
   }

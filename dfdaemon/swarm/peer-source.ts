@@ -4,13 +4,18 @@ import { pieceLength } from '../../shared/pieces/piece-math.js'
 import type { PieceManifest } from '../../shared/pieces/piece-manifest.js'
 import { ProtocolError, TimeoutError } from '../../shared/errors.js'
 import { Deadline } from '../../shared/deadline.js'
+import { PAYLOAD_MAX_DEADLINES } from '../../shared/p2p/codec.js'
 import type { PieceSource, SourceKind } from './piece-source.js'
 import type { RateLimiter } from '../../shared/rate-limiter.js'
 
 export interface PeerSourceInit {
   kind: SourceKind
   maxInFlight: number
-  /** Deadline for one piece: at least `minPieceTimeoutMs`, plus `msPerMiB` for each MiB. */
+  /**
+   * Deadline for each step of one piece (stream, request, answer) and the longest
+   * its bytes may stand still: at least `minPieceTimeoutMs`, plus `msPerMiB` for
+   * each MiB. A piece whose bytes keep moving may take PAYLOAD_MAX_DEADLINES times it.
+   */
   minPieceTimeoutMs?: number
   msPerMiB?: number
   /** Shared bound on download bytes per second. */
@@ -37,7 +42,9 @@ export function peerPieceSource (client: PieceClient, peer: PeerId, manifest: Pi
       const length = pieceLength(manifest.size, manifest.pieceSize, index)
       await init.downloadLimiter?.take(length, signal)
       const timeout = pieceTimeoutMs(length, init.minPieceTimeoutMs, init.msPerMiB)
-      const deadline = new Deadline(signal, timeout, () => new TimeoutError(`piece ${index} not received in ${timeout} ms`))
+      // the ceiling on the whole piece; each step has `timeout`, and the bytes may not stand still for longer
+      const ceiling = timeout * PAYLOAD_MAX_DEADLINES
+      const deadline = new Deadline(signal, ceiling, () => new TimeoutError(`piece ${index} not received in ${ceiling} ms`))
       try {
         const bytes = await client.fetch(peer, {
           digest: manifest.digest,

@@ -12,9 +12,14 @@ import { Deadline } from '../deadline.js'
 export const MAX_MESSAGE_BYTES = 4 << 20
 /** Default deadline for one message to arrive or leave. */
 export const DEFAULT_MESSAGE_TIMEOUT_MS = 10_000
+/**
+ * A payload's deadline is on progress: it may take up to this many message
+ * deadlines in all, as long as no single one passes without a byte moving.
+ */
+export const PAYLOAD_MAX_DEADLINES = 6
 
 export interface FramedStreamInit {
-  /** Deadline per message in ms. */
+  /** Deadline per message in ms; for a payload, the longest it may stand still. */
   messageTimeoutMs?: number
   /** Cap on one JSON message. */
   maxMessageBytes?: number
@@ -36,7 +41,9 @@ export interface ReadMessageOptions {
  * Length-prefixed frames over a libp2p stream: JSON control messages validated
  * against a schema, and raw payloads (piece bytes, never JSON-encoded). Every
  * read and write has a deadline; every frame a size cap checked before its body
- * is read. Violations throw ProtocolError, deadlines TimeoutError.
+ * is read. Violations throw ProtocolError, deadlines TimeoutError. A payload's
+ * deadline is on progress (see Deadline): a piece sharing a slow connection with
+ * many others is not thrown away part-received as long as its bytes keep moving.
  */
 export class FramedStream {
   readonly stream: Stream
@@ -44,6 +51,8 @@ export class FramedStream {
   private readonly timeoutMs: number
   private readonly maxMessageBytes: number
   private readonly maxPayloadBytes: number
+  /** Bytes the stream has delivered so far: the progress of a payload being read. */
+  private received = 0
 
   constructor (stream: Stream, init: FramedStreamInit = {}) {
     this.stream = stream
@@ -51,6 +60,7 @@ export class FramedStream {
     this.maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
     this.maxPayloadBytes = init.maxPayloadBytes ?? MAX_PIECE_SIZE
     this.bytes = byteStream(stream, { maxBufferSize: Math.max(this.maxMessageBytes, this.maxPayloadBytes) + 64 })
+    stream.addEventListener('message', (evt) => { this.received += evt.data.byteLength })
   }
 
   /** Read one JSON message and check it against `schema`. Returns null on a clean end of stream. */
@@ -71,7 +81,7 @@ export class FramedStream {
 
   /** Read one raw payload of exactly `expectedLength` bytes. */
   async readPayload (expectedLength: number, signal?: AbortSignal): Promise<Uint8ArrayList> {
-    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal)
+    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal, undefined, () => this.received)
     if (frame == null || frame.byteLength !== expectedLength) {
       throw new ProtocolError(`payload of ${frame?.byteLength ?? 0} bytes, expected ${expectedLength}`)
     }
@@ -96,8 +106,13 @@ export class FramedStream {
     await this.write(frames, signal)
   }
 
+  /**
+   * Write one raw payload. The deadline is on the whole write, which returns once
+   * the muxer has taken the payload or sent its first window's worth (the
+   * reader's deadline, on progress, watches the rest).
+   */
   async writePayload (payload: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
-    await this.writeFrame(payload, signal)
+    await this.write(new Uint8ArrayList(lengthPrefix(payload.byteLength), payload), signal)
   }
 
   /** Finish writing; the remote sees a clean end. */
@@ -109,7 +124,7 @@ export class FramedStream {
     this.stream.abort(err)
   }
 
-  private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal, timeoutMs?: number): Promise<Uint8ArrayList | null> {
+  private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal, timeoutMs?: number, progress?: () => number): Promise<Uint8ArrayList | null> {
     // a frame already received in full (the haves a neighbour sent together, a
     // request behind the last): taken at once, with no deadline or wait to set up
     const received = receivedBytes(this.bytes)
@@ -117,7 +132,7 @@ export class FramedStream {
       const frame = takeFrame(received, max)
       if (frame !== undefined) return frame
     }
-    const deadline = new Deadline(signal, timeoutMs ?? this.timeoutMs, () => new TimeoutError('message deadline passed'))
+    const deadline = this.deadline(signal, timeoutMs ?? this.timeoutMs, progress)
     try {
       let length = 0
       for (let i = 0; ; i++) {
@@ -144,13 +159,9 @@ export class FramedStream {
     }
   }
 
-  private async writeFrame (data: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
-    await this.write(new Uint8ArrayList(lengthPrefix(data.byteLength), data), signal)
-  }
-
   /** Write bytes already framed, under one deadline. */
   private async write (frames: Uint8ArrayList, signal?: AbortSignal): Promise<void> {
-    const deadline = new Deadline(signal, this.timeoutMs, () => new TimeoutError('message deadline passed'))
+    const deadline = this.deadline(signal, this.timeoutMs)
     try {
       await this.bytes.write(frames, { signal: deadline.signal })
     } catch (err) {
@@ -158,6 +169,12 @@ export class FramedStream {
     } finally {
       deadline.clear()
     }
+  }
+
+  private deadline (signal: AbortSignal | undefined, timeoutMs: number, progress?: () => number): Deadline {
+    if (progress == null) return new Deadline(signal, timeoutMs, () => new TimeoutError('message deadline passed'))
+    const maxMs = timeoutMs * PAYLOAD_MAX_DEADLINES
+    return new Deadline(signal, timeoutMs, () => new TimeoutError(`payload stood still for ${timeoutMs} ms or took over ${maxMs} ms`), { progress, maxMs })
   }
 }
 
@@ -215,7 +232,7 @@ function translate (err: unknown, deadline: AbortSignal): Error {
   if (err instanceof ProtocolError) return err
   if (deadline.aborted) {
     const reason: unknown = deadline.reason
-    if (reason instanceof Error && reason.name === 'TimeoutError') return new TimeoutError('message deadline passed', { cause: err })
+    if (reason instanceof Error && reason.name === 'TimeoutError') return new TimeoutError(reason.message, { cause: err })
     return reason instanceof Error ? reason : new TimeoutError('aborted', { cause: err })
   }
   if (err instanceof Error && err.name === 'UnexpectedEOFError') return new ProtocolError('stream ended mid-message', { cause: err })

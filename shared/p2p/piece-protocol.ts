@@ -5,7 +5,8 @@ import type { Logger } from 'pino'
 import { parseDigest, type Digest } from '../oci/digest.js'
 import { pieceBuffer, pieceSha256Hex, type PieceBytes } from '../pieces/piece-bytes.js'
 import { DamselflyError, DigestMismatchError, ProtocolError, TimeoutError, errorFromCode } from '../errors.js'
-import { FramedStream } from './codec.js'
+import { DEFAULT_MESSAGE_TIMEOUT_MS, FramedStream } from './codec.js'
+import { Deadline } from '../deadline.js'
 import { PIECE_PROTOCOL } from './protocols.js'
 import type { RateLimiter } from '../rate-limiter.js'
 
@@ -186,10 +187,18 @@ export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConn
 
 /** A new piece stream to `peer`, on an open connection when there is one (far cheaper than a dial). */
 export async function openPieceStream (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>, peer: PeerId | Multiaddr, opts: { signal?: AbortSignal, messageTimeoutMs?: number }): Promise<FramedStream> {
-  const signal = opts.signal ?? AbortSignal.timeout(opts.messageTimeoutMs ?? 10_000)
-  const conn = isPeerId(peer) ? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
-  const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
-  return new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
+  const timeoutMs = opts.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
+  const deadline = new Deadline(opts.signal, timeoutMs, () => new TimeoutError(`no piece stream within ${timeoutMs} ms`))
+  try {
+    const conn = isPeerId(peer) ? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
+    const signal = deadline.signal
+    const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
+    return new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
+  } catch (err) {
+    throw deadline.signal.aborted && !(opts.signal?.aborted ?? false) ? deadline.signal.reason : err
+  } finally {
+    deadline.clear()
+  }
 }
 
 /** What one exchange ended with: the verified bytes, or the holder's refusal (its code as a typed error). */

@@ -156,6 +156,41 @@ describe('FramedStream', () => {
     await rejectsWithName(b.readPayload(100), 'TimeoutError')
   })
 
+  it('keeps reading a payload past the message deadline while its bytes keep coming', async () => {
+    const { b, rawA } = await pair({ messageTimeoutMs: 100 })
+    const payload = randomBytes(100)
+    // ten bytes every 30 ms: about three deadlines in all, never one without a byte
+    const sending = (async () => {
+      rawA.send(encodeVarint(payload.length))
+      for (let i = 0; i < payload.length; i += 10) {
+        await new Promise(resolve => setTimeout(resolve, 30))
+        rawA.send(payload.subarray(i, i + 10))
+      }
+    })()
+    const got = await b.readPayload(payload.length)
+    assert.ok(Buffer.from(got.subarray()).equals(payload))
+    await sending
+  })
+
+  it('gives up on a payload that keeps coming but takes longer than PAYLOAD_MAX_DEADLINES deadlines', async () => {
+    const { b, rawA } = await pair({ messageTimeoutMs: 40 })
+    let stop = false
+    // a byte every 10 ms would take 10 s; the ceiling is 6 × 40 ms
+    const sending = (async () => {
+      rawA.send(encodeVarint(1000))
+      for (let i = 0; i < 1000 && !stop; i++) {
+        await new Promise(resolve => setTimeout(resolve, 10))
+        if (!stop) rawA.send(Uint8Array.of(i & 0xff))
+      }
+    })()
+    try {
+      await rejectsWithName(b.readPayload(1000), 'TimeoutError')
+    } finally {
+      stop = true
+      await sending
+    }
+  })
+
   it('stops at the caller\'s abort signal with its reason', async () => {
     const { b } = await pair({ messageTimeoutMs: 30_000 })
     const ctl = new AbortController()

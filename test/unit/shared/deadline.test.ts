@@ -40,4 +40,38 @@ describe('Deadline', () => {
     assert.equal(d.signal.aborted, false)
     assert.deepEqual([added, removed], [1, 1])
   })
+
+  it('on a progress rule, runs on while the count moves and aborts once it stands still', async () => {
+    let count = 0
+    const moving = setInterval(() => { count++ }, 10)
+    const d = new Deadline(undefined, 100, () => new TimeoutError('stood still'), { progress: () => count, maxMs: 60_000 })
+    try {
+      // three and a half timeouts, moving all along
+      await new Promise(resolve => setTimeout(resolve, 350))
+      assert.equal(d.signal.aborted, false)
+      clearInterval(moving)
+      const stoppedAt = count
+      await once(d.signal, 'abort')
+      assert.equal((d.signal.reason as Error).message, 'stood still')
+      assert.equal(count, stoppedAt)
+    } finally {
+      clearInterval(moving)
+      d.clear()
+    }
+  })
+
+  it('on a progress rule, aborts at maxMs although the count still moves', async () => {
+    let count = 0
+    const moving = setInterval(() => { count++ }, 5)
+    const d = new Deadline(undefined, 50, () => new TimeoutError('too long'), { progress: () => count, maxMs: 200 })
+    try {
+      await once(d.signal, 'abort')
+      assert.equal((d.signal.reason as Error).message, 'too long')
+      // the count moved in every timeout: it was the ceiling
+      assert.ok(count >= 4, `count ${count}`)
+    } finally {
+      clearInterval(moving)
+      d.clear()
+    }
+  })
 })
