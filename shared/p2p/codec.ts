@@ -1,5 +1,5 @@
 import { byteStream, type ByteStream } from '@libp2p/utils'
-import type { Stream } from '@libp2p/interface'
+import { StreamStateError, type Stream } from '@libp2p/interface'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { Static, TSchema } from '@sinclair/typebox'
 import { encode as encodeVarint, encodingLength } from 'uint8-varint'
@@ -236,5 +236,10 @@ function translate (err: unknown, deadline: AbortSignal): Error {
     return reason instanceof Error ? reason : new TimeoutError('aborted', { cause: err })
   }
   if (err instanceof Error && err.name === 'UnexpectedEOFError') return new ProtocolError('stream ended mid-message', { cause: err })
+  // a write waiting for 'drain' is rejected with the stream's close event itself
+  if (err instanceof Event) {
+    const cause = (err as Event & { error?: unknown }).error
+    return cause instanceof Error ? cause : new StreamStateError('stream closed while writing')
+  }
   return err instanceof Error ? err : new ProtocolError(String(err))
 }

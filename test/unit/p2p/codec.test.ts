@@ -191,6 +191,25 @@ describe('FramedStream', () => {
     }
   })
 
+  it('throws the stream\'s own error when it is reset or aborted during a write, not its close event', async () => {
+    for (const end of ['reset by the remote', 'aborted here'] as const) {
+      // a link slow enough that a 2 MiB write waits for 'drain'
+      const [rawA, rawB] = await streamPair({ delay: 50, capacity: 2 })
+      open.push(rawA, rawB)
+      const a = new FramedStream(rawA)
+      const writing = a.writePayload(randomBytes(2 << 20))
+      await new Promise(resolve => setTimeout(resolve, 20))
+      class Mine extends Error { override name = 'Mine' }
+      if (end === 'reset by the remote') rawB.abort(new Error('gone'))
+      else rawA.abort(new Mine())
+      await assert.rejects(writing, (err: Error) => {
+        assert.ok(err instanceof Error, `${end}: not an Error`)
+        assert.equal(err.name, end === 'reset by the remote' ? 'StreamResetError' : 'Mine', `${end}: ${err.name} ${err.message}`)
+        return true
+      })
+    }
+  })
+
   it('stops at the caller\'s abort signal with its reason', async () => {
     const { b } = await pair({ messageTimeoutMs: 30_000 })
     const ctl = new AbortController()
