@@ -25,6 +25,8 @@ export interface ScenarioResult {
   originRatio: number
   bytesBySource?: Record<string, number>
   serverUploadBytes?: number
+  /** Piece bytes received in full after the piece had come from elsewhere (endgame duplicates), all hosts together. */
+  duplicateBytes?: number
   processes: ProcStats[]
   /** Sums and maxima over the processes, split by role (damselfly: dfdaemon vs supernode). */
   cpu: { clientsSec: number, serverSec: number }
@@ -55,7 +57,7 @@ export function lowerBound (imageBytes: number, hosts: number, rateBps: number |
 export function summarize (input: {
   system: SystemName, image: string, imageBytes: number, layers: number, hosts: number, rateBps: number | undefined,
   times: number[], failures: number, error?: string, origin: { bytes: number, blobGets: number },
-  bytesBySource?: Record<string, number>, serverUploadBytes?: number, processes: ProcStats[], machineBusy: number, loadAtStart: number
+  bytesBySource?: Record<string, number>, serverUploadBytes?: number, duplicateBytes?: number, processes: ProcStats[], machineBusy: number, loadAtStart: number
 }): ScenarioResult {
   const times = [...input.times].sort((a, b) => a - b)
   const bound = lowerBound(input.imageBytes, input.hosts, input.rateBps)
@@ -84,6 +86,7 @@ export function summarize (input: {
     originRatio: input.origin.bytes / input.imageBytes,
     ...(input.bytesBySource !== undefined ? { bytesBySource: input.bytesBySource } : {}),
     ...(input.serverUploadBytes !== undefined ? { serverUploadBytes: input.serverUploadBytes } : {}),
+    ...(input.duplicateBytes !== undefined ? { duplicateBytes: input.duplicateBytes } : {}),
     processes: input.processes,
     cpu: { clientsSec: client.reduce((n, p) => n + p.cpuSeconds, 0), serverSec: server.reduce((n, p) => n + p.cpuSeconds, 0) },
     peakRss: { clientMaxMiB: Math.max(0, ...client.map((p) => p.peakRssMiB)), serverMiB: server.reduce((n, p) => n + p.peakRssMiB, 0) },

@@ -132,11 +132,11 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   }
   const r = summarize({
     system, image: image.spec.name, imageBytes: image.bytes, layers: image.spec.layers, hosts: n, rateBps: topo.rateBps,
-    times, failures, error, origin: originCount, bytesBySource: collected.bytesBySource, serverUploadBytes: collected.serverUploadBytes, processes: collected.processes,
+    times, failures, error, origin: originCount, bytesBySource: collected.bytesBySource, serverUploadBytes: collected.serverUploadBytes, duplicateBytes: collected.duplicateBytes, processes: collected.processes,
     machineBusy, loadAtStart
   })
   const ratio = r.maxRatio === null ? '' : ` (${r.p50Ratio?.toFixed(2)}× / ${r.maxRatio.toFixed(2)}× the bound)`
-  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
+  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
   return r
 }
 

@@ -49,6 +49,8 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.ok(Math.abs(direct.originRatio - 2) < 0.05, `direct: origin sent ${direct.originRatio}× the image`)
     const src = df.bytesBySource ?? {}
     assert.equal((src.supernode ?? 0) + (src.peer ?? 0) + (src.origin ?? 0), 2 * df.imageBytes, 'every piece byte counted by source')
+    assert.ok(df.duplicateBytes !== undefined && df.duplicateBytes >= 0 && df.duplicateBytes < 2 * df.imageBytes, `damselfly: ${df.duplicateBytes} duplicate bytes`)
+    assert.equal(direct.duplicateBytes, undefined, 'direct pulls have no pieces to duplicate')
     assert.deepEqual(df.processes.map((p) => p.name).sort(), ['dfdaemon-1', 'dfdaemon-2', 'supernode'])
     for (const p of df.processes) assert.ok(p.cpuSeconds > 0 && p.peakRssMiB > 10, `${p.name}: ${p.cpuSeconds} s, ${p.peakRssMiB} MiB`)
 
@@ -57,6 +59,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     const md = await readFile(run.files.markdown, 'utf8')
     assert.match(md, /\| 2x2MiB \| 2 \| damselfly \|/)
     assert.match(md, /\| 2x2MiB \| 2 \| direct \|/)
+    assert.match(md, /\| duplicates ÷ image \|/)
     assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')
     const svg = await readFile(run.files.svg, 'utf8')
     assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)

@@ -63,16 +63,19 @@ export async function startDamselfly (ctx: ScenarioContext): Promise<RunningSyst
       procs: () => procs.map((p) => ({ name: p.name, pid: p.pid })),
       collect: async () => {
         const bySource: Record<string, number> = { supernode: 0, peer: 0, origin: 0 }
+        let duplicates = 0
         for (const [i, d] of daemons.entries()) {
           const text = await hostGet(ctx.clients[i], `http://${d.mirror}/metrics`)
           if (text === undefined) throw new Error(`dfdaemon-${i + 1}: /metrics did not answer`)
           for (const source of Object.keys(bySource)) bySource[source] += metricSum(text, 'damselfly_dfdaemon_piece_bytes_total', { source })
+          duplicates += metricSum(text, 'damselfly_dfdaemon_piece_bytes_wasted_total')
         }
         const snText = await hostGet(server, `${supernodeUrl}/metrics`) ?? ''
         return {
           processes: await Promise.all(procs.map(async (p) => await procStats(p.name, p.pid))),
           bytesBySource: bySource,
-          serverUploadBytes: metricSum(snText, 'damselfly_supernode_upload_bytes_total')
+          serverUploadBytes: metricSum(snText, 'damselfly_supernode_upload_bytes_total'),
+          duplicateBytes: duplicates
         }
       },
       stop: stopAll

@@ -23,6 +23,8 @@ export interface Collected {
   bytesBySource?: Record<string, number>
   /** Bytes the server host uploaded (supernode, nginx, seeder), when it can be told. */
   serverUploadBytes?: number
+  /** Piece bytes the pulling hosts received in full after the piece had come from elsewhere (damselfly's endgame duplicates). */
+  duplicateBytes?: number
 }
 
 export interface RunningSystem {
