@@ -1,9 +1,11 @@
 /** What makes a deadline one on progress rather than on the whole work. */
 export interface ProgressRule {
-  /** A count that changes while the work moves (bytes received, bytes still queued). */
+  /** A count that changes while the work moves (bytes received). */
   progress: () => number
   /** The work may not take longer than this in all, moving or not. */
   maxMs: number
+  /** What the signal is aborted with at `maxMs` (standing still gives the deadline's own reason). */
+  tooLong: () => Error
 }
 
 /**
@@ -36,8 +38,8 @@ export class Deadline {
       const look = (): void => {
         const now = rule.progress()
         const left = end - Date.now()
-        if (now === seen || left <= 0) {
-          this.controller.abort(reason())
+        if (left <= 0 || now === seen) {
+          this.controller.abort(left <= 0 ? rule.tooLong() : reason())
           return
         }
         seen = now

@@ -174,7 +174,9 @@ export class FramedStream {
   private deadline (signal: AbortSignal | undefined, timeoutMs: number, progress?: () => number): Deadline {
     if (progress == null) return new Deadline(signal, timeoutMs, () => new TimeoutError('message deadline passed'))
     const maxMs = timeoutMs * PAYLOAD_MAX_DEADLINES
-    return new Deadline(signal, timeoutMs, () => new TimeoutError(`payload stood still for ${timeoutMs} ms or took over ${maxMs} ms`), { progress, maxMs })
+    return new Deadline(signal, timeoutMs, () => new TimeoutError(`payload stood still for ${timeoutMs} ms`), {
+      progress, maxMs, tooLong: () => new TimeoutError(`payload took over ${maxMs} ms`)
+    })
   }
 }
 

@@ -173,9 +173,9 @@ describe('FramedStream', () => {
   })
 
   it('gives up on a payload that keeps coming but takes longer than PAYLOAD_MAX_DEADLINES deadlines', async () => {
-    const { b, rawA } = await pair({ messageTimeoutMs: 40 })
+    const { b, rawA } = await pair({ messageTimeoutMs: 100 })
     let stop = false
-    // a byte every 10 ms would take 10 s; the ceiling is 6 × 40 ms
+    // a byte every 10 ms would take 10 s; the ceiling is 6 × 100 ms
     const sending = (async () => {
       rawA.send(encodeVarint(1000))
       for (let i = 0; i < 1000 && !stop; i++) {
@@ -184,7 +184,11 @@ describe('FramedStream', () => {
       }
     })()
     try {
-      await rejectsWithName(b.readPayload(1000), 'TimeoutError')
+      await assert.rejects(b.readPayload(1000), (err: Error) => {
+        assert.equal(err.name, 'TimeoutError')
+        assert.match(err.message, /took over 600 ms/)
+        return true
+      })
     } finally {
       stop = true
       await sending
