@@ -1,5 +1,6 @@
 /** The figures of one system in one scenario, and the physical bound they are held against. */
 import type { ProcStats } from './proc.js'
+import type { Settled } from './quiet.js'
 import type { SystemName } from './scenarios.js'
 
 export interface ScenarioResult {
@@ -35,6 +36,8 @@ export interface ScenarioResult {
   machineBusy: number
   /** The 1-minute load average as the scenario started (what else was running shows here). */
   loadAtStart: number
+  /** Waited after the system started for the machine to be quiet (see quiet.ts), and its busy share then. */
+  settle: { waitedMs: number, busy: number | null }
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -57,7 +60,8 @@ export function lowerBound (imageBytes: number, hosts: number, rateBps: number |
 export function summarize (input: {
   system: SystemName, image: string, imageBytes: number, layers: number, hosts: number, rateBps: number | undefined,
   times: number[], failures: number, error?: string, origin: { bytes: number, blobGets: number },
-  bytesBySource?: Record<string, number>, serverUploadBytes?: number, duplicateBytes?: number, processes: ProcStats[], machineBusy: number, loadAtStart: number
+  bytesBySource?: Record<string, number>, serverUploadBytes?: number, duplicateBytes?: number, processes: ProcStats[], machineBusy: number, loadAtStart: number,
+  settle: Settled
 }): ScenarioResult {
   const times = [...input.times].sort((a, b) => a - b)
   const bound = lowerBound(input.imageBytes, input.hosts, input.rateBps)
@@ -91,6 +95,7 @@ export function summarize (input: {
     cpu: { clientsSec: client.reduce((n, p) => n + p.cpuSeconds, 0), serverSec: server.reduce((n, p) => n + p.cpuSeconds, 0) },
     peakRss: { clientMaxMiB: Math.max(0, ...client.map((p) => p.peakRssMiB)), serverMiB: server.reduce((n, p) => n + p.peakRssMiB, 0) },
     machineBusy: input.machineBusy,
-    loadAtStart: input.loadAtStart
+    loadAtStart: input.loadAtStart,
+    settle: { waitedMs: input.settle.waitedMs, busy: Number.isFinite(input.settle.busy) ? input.settle.busy : null }
   }
 }

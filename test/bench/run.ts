@@ -23,6 +23,7 @@ import { startDirect } from './systems/direct.js'
 import { startNginx } from './systems/nginx.js'
 import type { Collected, RunningSystem, ScenarioContext, SystemFactory } from './systems/system.js'
 import { runTrackerScale, type TrackerScaleResult } from './tracker-scale.js'
+import { waitForQuiet, type Settled } from './quiet.js'
 
 const FACTORIES: Record<SystemName, SystemFactory> = { damselfly: startDamselfly, direct: startDirect, nginx: startNginx, bittorrent: startBittorrent }
 
@@ -96,10 +97,12 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   let originCount = { bytes: 0, blobGets: 0 }
   let machineBusy = NaN
   let loadAtStart = NaN
+  let settled: Settled = { waitedMs: 0, busy: NaN }
   try {
     const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
     const started = sys
+    settled = await waitForQuiet(opts.settleSec * 1000)
     const baseCpu = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s.cpuSeconds]))
     loadAtStart = loadavg()[0]
     const j0 = await machineJiffies()
@@ -133,11 +136,16 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   const r = summarize({
     system, image: image.spec.name, imageBytes: image.bytes, layers: image.spec.layers, hosts: n, rateBps: topo.rateBps,
     times, failures, error, origin: originCount, bytesBySource: collected.bytesBySource, serverUploadBytes: collected.serverUploadBytes, duplicateBytes: collected.duplicateBytes, processes: collected.processes,
-    machineBusy, loadAtStart
+    machineBusy, loadAtStart, settle: settled
   })
   const ratio = r.maxRatio === null ? '' : ` (${r.p50Ratio?.toFixed(2)}× / ${r.maxRatio.toFixed(2)}× the bound)`
-  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
+  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${settleNote(settled)}${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
   return r
+}
+
+function settleNote (s: Settled): string {
+  if (s.waitedMs === 0) return ''
+  return `, pulled after ${(s.waitedMs / 1000).toFixed(1)} s of settling (${Number.isFinite(s.busy) ? `${(100 * s.busy).toFixed(0)} %` : '?'} busy then)`
 }
 
 export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log): Promise<BenchRun> {

@@ -51,6 +51,8 @@ export interface BenchOptions {
   tracker: TrackerScaleOptions
   /** Keep the work dir (logs of every process) instead of removing it. */
   keep?: boolean
+  /** Swarm: after a system starts, wait up to this long for the machine to be quiet before the pull (0: pull at once). */
+  settleSec: number
 }
 
 const MiB = 1 << 20
@@ -61,6 +63,9 @@ export const FULL_IMAGES: ImageSpec[] = [
   { name: '8x32MiB', layers: 8, layerBytes: 32 * MiB },
   { name: '50x1MiB', layers: 50, layerBytes: MiB }
 ]
+/** Swarm: the longest wait, after a system starts, for the machine to be quiet before the pull. */
+export const DEFAULT_SETTLE_SEC = 10
+
 export const SMOKE_IMAGES: ImageSpec[] = [{ name: '2x2MiB', layers: 2, layerBytes: 2 * MiB }]
 
 export const FULL_SINGLE: SingleHostOptions = { blobBytes: 256 * MiB, repeats: 3 }
@@ -73,6 +78,7 @@ export const SMOKE_TRACKER: TrackerScaleOptions = { peers: 200, blobs: 20, blobs
 export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker] [--out DIR] [--label TEXT] [--keep]
                           [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
                           [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--loopback]
+                          [--settle SECONDS]
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
   --only      the parts to run (default: all three):
@@ -88,6 +94,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tra
   --tcp-cc    swarm: TCP congestion control of every emulated host (default: the kernel's, which
               a namespace inherits); a namespace may use only those the host allows
               (net.ipv4.tcp_allowed_congestion_control)
+  --settle    swarm: once a system has started, sync and wait until the machine is under 20 %
+              busy over half a second, at most this long (default 10; 0 pulls at once)
   --loopback  swarm: no namespaces and no cap, every host on 127.0.0.1 (what the smoke test runs)
   --keep      keep the work dir with every process's log (printed at the end)
 The swarm part runs as root (namespaces, tc) unless --loopback; the others need no root.
@@ -112,6 +120,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     outDir: defaultOut,
     label: '',
     pullTimeoutSec: 900,
+    settleSec: DEFAULT_SETTLE_SEC,
     single: { ...(quick ? QUICK_SINGLE : FULL_SINGLE) },
     tracker: { ...(quick ? QUICK_TRACKER : FULL_TRACKER) }
   }
@@ -132,6 +141,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else if (a === '--out') opts.outDir = value()
     else if (a === '--label') opts.label = value()
     else if (a === '--only') opts.parts = value().split(',') as BenchPart[]
+    else if (a === '--settle') opts.settleSec = count(a, value(), 0, 60)
     else if (a === '--single-size') opts.single.blobBytes = count(a, value(), 1, 4096) * MiB
     else if (a === '--repeats') opts.single.repeats = count(a, value(), 1, 20)
     else if (a === '--tracker-peers') opts.tracker.peers = count(a, value(), 1, 100_000)

@@ -31,7 +31,9 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       parts: ['swarm'],
       single: SMOKE_SINGLE,
       tracker: SMOKE_TRACKER,
-      mode: 'loopback', rate: '100mbit', hostCounts: [2], images: SMOKE_IMAGES, systems: ['damselfly', 'direct'], outDir, label: 'smoke', pullTimeoutSec: 60
+      mode: 'loopback', rate: '100mbit', hostCounts: [2], images: SMOKE_IMAGES, systems: ['damselfly', 'direct'], outDir, label: 'smoke', pullTimeoutSec: 60,
+      // the settle step runs (a sync and at least one look at the machine), bounded short here
+      settleSec: 1
     }
     const run = await runBench(opts, cleanup, () => undefined)
     assert.equal(run.results.length, 2)
@@ -42,6 +44,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       for (const x of [r.p50, r.p95, r.max]) assert.ok(Number.isFinite(x) && x > 0)
       assert.equal(r.bound, null, 'no cap on loopback, so no bound')
       assert.ok(r.machineBusy >= 0 && r.machineBusy <= 1 && Number.isFinite(r.loadAtStart))
+      assert.ok(r.settle.waitedMs > 0 && r.settle.busy !== null && r.settle.busy >= 0 && r.settle.busy <= 1, `${r.system}: settle ${JSON.stringify(r.settle)}`)
     }
     assert.equal(df.system, 'damselfly')
     assert.ok(df.imageBytes > 4 << 20)
@@ -72,7 +75,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       parts: ['single', 'tracker'],
       single: SMOKE_SINGLE,
       tracker: SMOKE_TRACKER,
-      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60
+      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60, settleSec: 0
     }
     const run = await runBench(opts, cleanup, () => undefined)
     assert.deepEqual(run.results, [], 'no swarm part asked for')
