@@ -51,8 +51,11 @@ export class FramedStream {
   private readonly timeoutMs: number
   private readonly maxMessageBytes: number
   private readonly maxPayloadBytes: number
-  /** Bytes the stream has delivered so far: the progress of a payload being read. */
-  private received = 0
+  /**
+   * Bytes the stream has delivered since its first payload read began: the progress
+   * a payload's deadline watches (counted only on streams that carry payloads).
+   */
+  private received: number | undefined
 
   constructor (stream: Stream, init: FramedStreamInit = {}) {
     this.stream = stream
@@ -60,7 +63,6 @@ export class FramedStream {
     this.maxMessageBytes = init.maxMessageBytes ?? MAX_MESSAGE_BYTES
     this.maxPayloadBytes = init.maxPayloadBytes ?? MAX_PIECE_SIZE
     this.bytes = byteStream(stream, { maxBufferSize: Math.max(this.maxMessageBytes, this.maxPayloadBytes) + 64 })
-    stream.addEventListener('message', (evt) => { this.received += evt.data.byteLength })
   }
 
   /** Read one JSON message and check it against `schema`. Returns null on a clean end of stream. */
@@ -81,7 +83,11 @@ export class FramedStream {
 
   /** Read one raw payload of exactly `expectedLength` bytes. */
   async readPayload (expectedLength: number, signal?: AbortSignal): Promise<Uint8ArrayList> {
-    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal, undefined, () => this.received)
+    if (this.received === undefined) {
+      this.received = 0
+      this.stream.addEventListener('message', (evt) => { this.received = (this.received ?? 0) + evt.data.byteLength })
+    }
+    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal, undefined, () => this.received ?? 0)
     if (frame == null || frame.byteLength !== expectedLength) {
       throw new ProtocolError(`payload of ${frame?.byteLength ?? 0} bytes, expected ${expectedLength}`)
     }

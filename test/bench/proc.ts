@@ -130,3 +130,8 @@ export async function machineJiffies (): Promise<{ busy: number, total: number }
   const idle = (v[3] ?? 0) + (v[4] ?? 0) // idle + iowait
   return { busy: total - idle, total }
 }
+
+/** Share of the machine's cores busy between two `machineJiffies` readings (0 to 1). */
+export function busyShare (from: { busy: number, total: number }, to: { busy: number, total: number }): number {
+  return (to.busy - from.busy) / Math.max(1, to.total - from.total)
+}

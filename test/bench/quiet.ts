@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { machineJiffies } from './proc.js'
+import { busyShare, machineJiffies } from './proc.js'
 
 const run = promisify(execFile)
 
@@ -33,7 +33,7 @@ export async function waitForQuiet (maxMs: number): Promise<Settled> {
     const j0 = await machineJiffies()
     await sleep(LOOK_MS)
     const j1 = await machineJiffies()
-    busy = (j1.busy - j0.busy) / Math.max(1, j1.total - j0.total)
+    busy = busyShare(j0, j1)
   } while (busy >= QUIET_BUSY && performance.now() - t0 < maxMs)
   return { waitedMs: performance.now() - t0, busy }
 }

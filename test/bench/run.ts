@@ -10,7 +10,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Cleanup } from './cleanup.js'
-import { machineJiffies, procStats } from './proc.js'
+import { busyShare, machineJiffies, procStats } from './proc.js'
 import { summarize, type ScenarioResult } from './figures.js'
 import { defaultCongestionControl, loopbackTopology, netnsTopology, type Topology } from './hosts.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
@@ -116,7 +116,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
       return t
     }))
     const j1 = await machineJiffies()
-    machineBusy = (j1.busy - j0.busy) / Math.max(1, j1.total - j0.total)
+    machineBusy = busyShare(j0, j1)
     for (const o of outcomes) {
       if (o.status === 'fulfilled') times.push(o.value)
       else { failures++; error ??= String((o.reason as Error)?.message ?? o.reason).slice(0, 2000) }

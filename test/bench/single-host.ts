@@ -21,7 +21,7 @@ import type { Cleanup } from './cleanup.js'
 import { percentile } from './figures.js'
 import { loopbackTopology } from './hosts.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
-import { hostGet, machineJiffies, metricSum, waitHttp, type Proc } from './proc.js'
+import { busyShare, hostGet, machineJiffies, metricSum, waitHttp, type Proc } from './proc.js'
 import type { SingleHostOptions } from './scenarios.js'
 import { launchDaemonOn, startSupernodeOn } from './systems/damselfly.js'
 import { skopeoPull, type ScenarioContext } from './systems/system.js'
@@ -159,7 +159,7 @@ export async function runSingleHost (opts: SingleHostOptions, workDir: string, c
     repeats: opts.repeats,
     sink: sink.startsWith('/dev/shm') ? '/dev/shm (tmpfs)' : 'the work dir (no /dev/shm)',
     rows: out,
-    machineBusy: (j1.busy - j0.busy) / Math.max(1, j1.total - j0.total),
+    machineBusy: busyShare(j0, j1),
     loadAtStart
   }
 }

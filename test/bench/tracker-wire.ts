@@ -16,7 +16,7 @@ import { announce } from '../../shared/p2p/tracker-client.js'
 import { createNode, type DamselflyNode } from '../../shared/p2p/node.js'
 import type { Cleanup } from './cleanup.js'
 import { loopbackTopology } from './hosts.js'
-import { hostGet, machineJiffies, metricSum, procStats } from './proc.js'
+import { busyShare, hostGet, machineJiffies, metricSum, procStats } from './proc.js'
 import type { TrackerScaleOptions } from './scenarios.js'
 import { startSupernodeOn } from './systems/damselfly.js'
 import { downloadAnnounce, PHASE_DEADLINE_MS, runPhase, seedAnnounce, workload, type PhaseFigures } from './tracker-load.js'
@@ -113,7 +113,7 @@ export async function runTrackerWire (opts: TrackerScaleOptions, workDir: string
         heapAfterMiB: metricSum(text, 'damselfly_supernode_nodejs_heap_size_used_bytes') / 2 ** 20,
         cpuSec: cpu1 - cpu0
       },
-      machineBusy: (j1.busy - j0.busy) / Math.max(1, j1.total - j0.total)
+      machineBusy: busyShare(j0, j1)
     }
   } finally {
     await Promise.allSettled(nodes.map(async (n) => { await n.stop() }))
