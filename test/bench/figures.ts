@@ -1,6 +1,7 @@
 /** The figures of one system in one scenario, and the physical bound they are held against. */
 import type { ProcStats } from './proc.js'
 import type { Settled } from './quiet.js'
+import type { WarmedUp } from './warmup.js'
 import type { SystemName } from './scenarios.js'
 
 export interface ScenarioResult {
@@ -38,6 +39,8 @@ export interface ScenarioResult {
   loadAtStart: number
   /** Waited after the system started for the machine to be quiet (see quiet.ts), and its busy share then. */
   settle: { waitedMs: number, busy: number | null }
+  /** The warm-up pull every host made through the system before (see warmup.ts); null when none. */
+  warmup: WarmedUp | null
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -61,7 +64,7 @@ export function summarize (input: {
   system: SystemName, image: string, imageBytes: number, layers: number, hosts: number, rateBps: number | undefined,
   times: number[], failures: number, error?: string, origin: { bytes: number, blobGets: number },
   bytesBySource?: Record<string, number>, serverUploadBytes?: number, duplicateBytes?: number, processes: ProcStats[], machineBusy: number, loadAtStart: number,
-  settle: Settled
+  settle: Settled, warmup?: WarmedUp
 }): ScenarioResult {
   const times = [...input.times].sort((a, b) => a - b)
   const bound = lowerBound(input.imageBytes, input.hosts, input.rateBps)
@@ -96,6 +99,7 @@ export function summarize (input: {
     peakRss: { clientMaxMiB: Math.max(0, ...client.map((p) => p.peakRssMiB)), serverMiB: server.reduce((n, p) => n + p.peakRssMiB, 0) },
     machineBusy: input.machineBusy,
     loadAtStart: input.loadAtStart,
-    settle: { waitedMs: input.settle.waitedMs, busy: Number.isFinite(input.settle.busy) ? input.settle.busy : null }
+    settle: { waitedMs: input.settle.waitedMs, busy: Number.isFinite(input.settle.busy) ? input.settle.busy : null },
+    warmup: input.warmup ?? null
   }
 }

@@ -20,8 +20,8 @@ export interface Origin {
   /** host:port, the registry name clients use. */
   hostPort: string
   url: string
-  /** Stop it and count what it served: all response bytes, and 200/206 blob GETs. */
-  stop: () => Promise<{ bytes: number, blobBytes: number, blobGets: number }>
+  /** Stop it and count what it served: all response bytes, and 200/206 blob GETs; none of `ignoreRepository`'s. */
+  stop: (ignoreRepository?: string) => Promise<{ bytes: number, blobBytes: number, blobGets: number }>
 }
 
 function configYaml (storage: string, addr: string): string {
@@ -63,14 +63,15 @@ export async function startOrigin (host: Host, storage: string, workDir: string,
     proc,
     hostPort,
     url,
-    stop: async () => {
+    stop: async (ignoreRepository) => {
       await proc.stop()
+      const ignored = ignoreRepository === undefined ? undefined : `/v2/${ignoreRepository}/`
       let bytes = 0
       let blobBytes = 0
       let blobGets = 0
       for (const line of (await readFile(proc.logFile, 'utf8')).split('\n')) {
         const m = ACCESS.exec(line)
-        if (m === null) continue
+        if (m === null || (ignored !== undefined && m[2].startsWith(ignored))) continue
         const n = m[4] === '-' ? 0 : Number(m[4])
         bytes += n
         if (m[1] === 'GET' && /\/blobs\/sha256:[a-f0-9]{64}/.test(m[2]) && (m[3] === '200' || m[3] === '206')) {

@@ -24,6 +24,7 @@ import { startNginx } from './systems/nginx.js'
 import type { Collected, RunningSystem, ScenarioContext, SystemFactory } from './systems/system.js'
 import { runTrackerScale, type TrackerScaleResult } from './tracker-scale.js'
 import { waitForQuiet, type Settled } from './quiet.js'
+import { countersSince, warmUp, type WarmedUp } from './warmup.js'
 
 const FACTORIES: Record<SystemName, SystemFactory> = { damselfly: startDamselfly, direct: startDirect, nginx: startNginx, bittorrent: startBittorrent }
 
@@ -85,7 +86,7 @@ async function complete (dest: string, image: PreparedImage): Promise<boolean> {
   return false
 }
 
-async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedImage, n: number, system: SystemName, storage: string, workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult> {
+async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedImage, warmupImage: PreparedImage | undefined, n: number, system: SystemName, storage: string, workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult> {
   const dir = join(workDir, `${image.spec.name}-n${n}-${system}`)
   await mkdir(dir, { recursive: true })
   const origin = await startOrigin(topo.origin, storage, dir, 'origin', cleanup)
@@ -98,10 +99,13 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   let machineBusy = NaN
   let loadAtStart = NaN
   let settled: Settled = { waitedMs: 0, busy: NaN }
+  let warmed: WarmedUp | undefined
   try {
-    const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
+    const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, warmup: warmupImage, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
     const started = sys
+    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, dir)
+    const before = warmed !== undefined ? await sys.collect() : undefined
     settled = await waitForQuiet(opts.settleSec * 1000)
     const baseCpu = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s.cpuSeconds]))
     loadAtStart = loadavg()[0]
@@ -121,7 +125,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
       if (o.status === 'fulfilled') times.push(o.value)
       else { failures++; error ??= String((o.reason as Error)?.message ?? o.reason).slice(0, 2000) }
     }
-    collected = await sys.collect()
+    collected = countersSince(await sys.collect(), before)
     // CPU of the pulls only: what each process had used by the start is left out
     collected.processes = collected.processes.map((p) => ({ ...p, cpuSeconds: Math.max(0, p.cpuSeconds - (baseCpu.get(p.name) ?? 0)) }))
   } catch (err) {
@@ -129,18 +133,22 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     error = String((err as Error)?.message ?? err).slice(0, 2000)
   } finally {
     await sys?.stop().catch(() => undefined)
-    const counted = await origin.stop()
+    const counted = await origin.stop(warmupImage?.repository)
     originCount = { bytes: counted.bytes, blobGets: counted.blobGets }
     if (opts.keep !== true) await rm(dir, { recursive: true, force: true })
   }
   const r = summarize({
     system, image: image.spec.name, imageBytes: image.bytes, layers: image.spec.layers, hosts: n, rateBps: topo.rateBps,
     times, failures, error, origin: originCount, bytesBySource: collected.bytesBySource, serverUploadBytes: collected.serverUploadBytes, duplicateBytes: collected.duplicateBytes, processes: collected.processes,
-    machineBusy, loadAtStart, settle: settled
+    machineBusy, loadAtStart, settle: settled, warmup: warmed
   })
   const ratio = r.maxRatio === null ? '' : ` (${r.p50Ratio?.toFixed(2)}× / ${r.maxRatio.toFixed(2)}× the bound)`
-  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${settleNote(settled)}${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
+  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${warmNote(warmed)}${settleNote(settled)}${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
   return r
+}
+
+function warmNote (w: WarmedUp | undefined): string {
+  return w === undefined ? '' : `, after a ${w.mib.toFixed(0)} MiB warm-up pull (${w.seconds.toFixed(1)} s)`
 }
 
 function settleNote (s: Settled): string {
@@ -180,13 +188,14 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
   const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}` : 'loopback, no cap'
   const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
+  const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first (not BitTorrent: its clients start with each pull)` : '; freshly started systems, no warm-up pull'
   const sections = [
     ...(swarm ? [markdownTable(results)] : []),
     ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
     ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
   ]
   await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
-  await writeFile(files.markdown, `Bench ${machine.date} — ${where}; ${net}; ${load}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)
+  await writeFile(files.markdown, `Bench ${machine.date} — ${where}; ${net}; ${load}${warm}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)
   if (files.svg !== undefined) await writeFile(files.svg, svgChart(results, `damselfly bench, ${net}`))
   if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
   return run
@@ -195,8 +204,10 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
 /** The swarm part: every image × N × system, on the namespace network or on loopback. */
 async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult[]> {
   const storage = join(workDir, 'origin-storage')
-  log(`pushing ${opts.images.map((i) => i.name).join(', ')} to the origin's storage`)
-  const images = await prepareImages(opts.images, storage, workDir, cleanup)
+  const warmupSpec = opts.warmupMiB > 0 ? [{ name: 'warmup', layers: 1, layerBytes: opts.warmupMiB * 2 ** 20 }] : []
+  log(`pushing ${[...opts.images, ...warmupSpec].map((i) => i.name).join(', ')} to the origin's storage`)
+  const images = await prepareImages([...opts.images, ...warmupSpec], storage, workDir, cleanup)
+  const warmupImage = warmupSpec.length > 0 ? images.pop() : undefined
   const maxN = Math.max(...opts.hostCounts)
   const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup, opts.tcpCc) : loopbackTopology(maxN)
   log(opts.mode === 'netns'
@@ -206,7 +217,7 @@ async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: str
   try {
     for (const image of images) {
       for (const n of opts.hostCounts) {
-        for (const system of systems) results.push(await runScenario(opts, topo, image, n, system, storage, workDir, cleanup, log))
+        for (const system of systems) results.push(await runScenario(opts, topo, image, warmupImage, n, system, storage, workDir, cleanup, log))
       }
     }
   } finally {

@@ -53,6 +53,8 @@ export interface BenchOptions {
   keep?: boolean
   /** Swarm: after a system starts, wait up to this long for the machine to be quiet before the pull (0: pull at once). */
   settleSec: number
+  /** Swarm: MiB of a one-layer image every host pulls through a freshly started system before the measured pull (0: none). */
+  warmupMiB: number
 }
 
 const MiB = 1 << 20
@@ -65,6 +67,8 @@ export const FULL_IMAGES: ImageSpec[] = [
 ]
 /** Swarm: the longest wait, after a system starts, for the machine to be quiet before the pull. */
 export const DEFAULT_SETTLE_SEC = 10
+/** Swarm: the warm-up image's one layer, MiB. */
+export const DEFAULT_WARMUP_MIB = 32
 
 export const SMOKE_IMAGES: ImageSpec[] = [{ name: '2x2MiB', layers: 2, layerBytes: 2 * MiB }]
 
@@ -78,7 +82,7 @@ export const SMOKE_TRACKER: TrackerScaleOptions = { peers: 200, blobs: 20, blobs
 export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker] [--out DIR] [--label TEXT] [--keep]
                           [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
                           [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--loopback]
-                          [--settle SECONDS]
+                          [--settle SECONDS] [--warmup MiB]
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
   --only      the parts to run (default: all three):
@@ -96,6 +100,10 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tra
               (net.ipv4.tcp_allowed_congestion_control)
   --settle    swarm: once a system has started, sync and wait until the machine is under 20 %
               busy over half a second, at most this long (default 10; 0 pulls at once)
+  --warmup    swarm: once a system has started, every host first pulls an unrelated image of one
+              layer this big through it, as a long-running daemon or cache has served pulls
+              before (default 32; 0 measures freshly started processes); its bytes, CPU and
+              origin traffic are left out of the figures
   --loopback  swarm: no namespaces and no cap, every host on 127.0.0.1 (what the smoke test runs)
   --keep      keep the work dir with every process's log (printed at the end)
 The swarm part runs as root (namespaces, tc) unless --loopback; the others need no root.
@@ -121,6 +129,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     label: '',
     pullTimeoutSec: 900,
     settleSec: DEFAULT_SETTLE_SEC,
+    warmupMiB: DEFAULT_WARMUP_MIB,
     single: { ...(quick ? QUICK_SINGLE : FULL_SINGLE) },
     tracker: { ...(quick ? QUICK_TRACKER : FULL_TRACKER) }
   }
@@ -142,6 +151,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else if (a === '--label') opts.label = value()
     else if (a === '--only') opts.parts = value().split(',') as BenchPart[]
     else if (a === '--settle') opts.settleSec = count(a, value(), 0, 60)
+    else if (a === '--warmup') opts.warmupMiB = count(a, value(), 0, 1024)
     else if (a === '--single-size') opts.single.blobBytes = count(a, value(), 1, 4096) * MiB
     else if (a === '--repeats') opts.single.repeats = count(a, value(), 1, 20)
     else if (a === '--tracker-peers') opts.tracker.peers = count(a, value(), 1, 100_000)

@@ -33,7 +33,9 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       tracker: SMOKE_TRACKER,
       mode: 'loopback', rate: '100mbit', hostCounts: [2], images: SMOKE_IMAGES, systems: ['damselfly', 'direct'], outDir, label: 'smoke', pullTimeoutSec: 60,
       // the settle step runs (a sync and at least one look at the machine), bounded short here
-      settleSec: 1
+      settleSec: 1,
+      // and the warm-up pull before it: its bytes must stay out of every figure asserted below
+      warmupMiB: 1
     }
     const run = await runBench(opts, cleanup, () => undefined)
     assert.equal(run.results.length, 2)
@@ -45,13 +47,14 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       assert.equal(r.bound, null, 'no cap on loopback, so no bound')
       assert.ok(r.machineBusy >= 0 && r.machineBusy <= 1 && Number.isFinite(r.loadAtStart))
       assert.ok(r.settle.waitedMs > 0 && r.settle.busy !== null && r.settle.busy >= 0 && r.settle.busy <= 1, `${r.system}: settle ${JSON.stringify(r.settle)}`)
+      assert.ok(r.warmup !== null && r.warmup.mib >= 1 && r.warmup.seconds > 0, `${r.system}: warm-up ${JSON.stringify(r.warmup)}`)
     }
     assert.equal(df.system, 'damselfly')
     assert.ok(df.imageBytes > 4 << 20)
     assert.ok(Math.abs(df.originRatio - 1) < 0.05, `damselfly: origin sent ${df.originRatio}× the image`)
     assert.ok(Math.abs(direct.originRatio - 2) < 0.05, `direct: origin sent ${direct.originRatio}× the image`)
     const src = df.bytesBySource ?? {}
-    assert.equal((src.supernode ?? 0) + (src.peer ?? 0) + (src.origin ?? 0), 2 * df.imageBytes, 'every piece byte counted by source')
+    assert.equal((src.supernode ?? 0) + (src.peer ?? 0) + (src.origin ?? 0), 2 * df.imageBytes, 'every piece byte of the measured pull counted by source, none of the warm-up\'s')
     assert.ok(df.duplicateBytes !== undefined && df.duplicateBytes >= 0 && df.duplicateBytes < 2 * df.imageBytes, `damselfly: ${df.duplicateBytes} duplicate bytes`)
     assert.equal(direct.duplicateBytes, undefined, 'direct pulls have no pieces to duplicate')
     assert.deepEqual(df.processes.map((p) => p.name).sort(), ['dfdaemon-1', 'dfdaemon-2', 'supernode'])
@@ -75,7 +78,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       parts: ['single', 'tracker'],
       single: SMOKE_SINGLE,
       tracker: SMOKE_TRACKER,
-      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60, settleSec: 0
+      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60, settleSec: 0, warmupMiB: 0
     }
     const run = await runBench(opts, cleanup, () => undefined)
     assert.deepEqual(run.results, [], 'no swarm part asked for')

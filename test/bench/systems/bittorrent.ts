@@ -3,6 +3,7 @@
  * pieces), opentracker with the torrent's info hash whitelisted, an aria2c seeder on the server
  * host and aria2c on every pulling host, all seeding on after they finish. The seeder fetches the
  * blobs from the origin (one copy) before the clock starts: BitTorrent gets its seed for free.
+ * No warm-up pull: aria2c starts with each pull, and the tracker and seeder are native programs.
  */
 import { createHash } from 'node:crypto'
 import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises'

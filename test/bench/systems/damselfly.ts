@@ -60,6 +60,7 @@ export async function startDamselfly (ctx: ScenarioContext): Promise<RunningSyst
 
     return {
       pull: async (i, dest) => { await skopeoPull(ctx, ctx.clients[i], daemons[i].mirror, dest, `skopeo-${i + 1}`) },
+      warmUp: async (i, dest, image) => { await skopeoPull(ctx, ctx.clients[i], daemons[i].mirror, dest, `warmup-skopeo-${i + 1}`, image) },
       procs: () => procs.map((p) => ({ name: p.name, pid: p.pid })),
       collect: async () => {
         const bySource: Record<string, number> = { supernode: 0, peer: 0, origin: 0 }

@@ -64,6 +64,7 @@ export async function startNginx (ctx: ScenarioContext): Promise<RunningSystem> 
   }
   return {
     pull: async (i, dest) => { await skopeoPull(ctx, ctx.clients[i], listen, dest, `skopeo-${i + 1}`) },
+    warmUp: async (i, dest, image) => { await skopeoPull(ctx, ctx.clients[i], listen, dest, `warmup-skopeo-${i + 1}`, image) },
     collect: async () => {
       const workers = await childPids(proc.pid)
       return { processes: [await procStats('nginx master', proc.pid), ...await Promise.all(workers.map(async (w, i) => await procStats(`nginx worker ${i + 1}`, w)))] }

@@ -11,6 +11,8 @@ export interface ScenarioContext {
   clients: Host[]
   origin: Origin
   image: PreparedImage
+  /** The warm-up image (see RunningSystem.warmUp), when the run has one. */
+  warmup?: PreparedImage
   /** This system's scratch dir for this scenario (logs, stores, pulled copies). */
   dir: string
   cleanup: Cleanup
@@ -30,9 +32,14 @@ export interface Collected {
 export interface RunningSystem {
   /** Start host `i`'s pull into `dest`; resolves when the image is complete there. */
   pull: (i: number, dest: string) => Promise<void>
+  /**
+   * Host `i` pulls `image` (the warm-up image) into `dest` the same way, before the measured pull.
+   * Absent where nothing long-running would serve it: BitTorrent's clients start with each pull.
+   */
+  warmUp?: (i: number, dest: string, image: PreparedImage) => Promise<void>
   /** The processes running before the pulls start, so their start-up CPU can be left out. */
   procs?: () => Array<{ name: string, pid: number }>
-  /** Figures taken after every pull finished, before stop. */
+  /** Figures so far (counters since the system started); taken after the warm-up and after every pull finished. */
   collect: () => Promise<Collected>
   stop: () => Promise<void>
 }
@@ -44,11 +51,11 @@ export type SystemFactory = (ctx: ScenarioContext) => Promise<RunningSystem>
  * skopeo copies layers one at a time into `dir:` but six at once into a layout, as podman, docker
  * and containerd fetch several layers at once.
  */
-export async function skopeoPull (ctx: ScenarioContext, host: Host, registry: string, dest: string, name: string): Promise<void> {
+export async function skopeoPull (ctx: ScenarioContext, host: Host, registry: string, dest: string, name: string, image = ctx.image): Promise<void> {
   await mkdir(dest, { recursive: true })
   const proc = startProc(host, name, [
     'skopeo', 'copy', '--quiet', '--src-tls-verify=false', '--retry-times', '0',
-    `docker://${registry}/${ctx.image.repository}:${ctx.image.tag}`, `oci:${dest}`
+    `docker://${registry}/${image.repository}:${image.tag}`, `oci:${dest}`
   ], ctx.dir, ctx.cleanup)
   const timer = setTimeout(() => { proc.child.kill('SIGKILL') }, ctx.pullTimeoutSec * 1000)
   await proc.exited
