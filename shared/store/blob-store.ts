@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm, stat, open, readdir, statfs } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, stat, readdir, statfs } from 'node:fs/promises'
 import { createReadStream } from 'node:fs'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
@@ -13,6 +13,7 @@ import { writeFileAtomic } from './atomic-write.js'
 import { asDiskFull } from './disk-full.js'
 import { DiskQuota, type DiskQuotaInit, type EvictReason } from './disk-quota.js'
 import { UsageIndex, type UsageEntry } from './usage-index.js'
+import { OpenFiles } from './open-files.js'
 
 /** Where each side reports the store's numbers (it registers its own metric names). */
 export interface StoreHooks {
@@ -62,6 +63,8 @@ export class BlobStore {
   private readonly removing = new Map<string, Promise<void>>()
   /** New partial blobs between their reservation and their first state write: bytes still to write. */
   private readonly reserved = new Map<string, number>()
+  /** Complete data files kept open between piece reads (dropped around every removal). */
+  private readonly files = new OpenFiles()
 
   constructor (init: BlobStoreInit) {
     this.layout = new StoreLayout(init.dir)
@@ -273,6 +276,8 @@ export class BlobStore {
       await mkdir(this.layout.completeDir(digest), { recursive: true })
       await rename(this.layout.partialData(digest), this.layout.completeData(digest))
       moved = true
+      // a handle kept on a file this one replaced must not serve it
+      this.files.drop(this.layout.completeData(digest))
       await writeFileAtomic(this.layout.completeManifest(digest), JSON.stringify(manifestToWire(blob.manifest)))
       this.manifests.set(digest.value, blob.manifest)
     } catch (err) {
@@ -325,8 +330,7 @@ export class BlobStore {
       const complete = await this.getComplete(digest)
       if (complete == null || index < 0 || index >= complete.manifest.pieces.length) return undefined
       const { start, end } = pieceRange(complete.size, complete.manifest.pieceSize, index)
-      const fh = await open(this.layout.completeData(digest), 'r')
-      try {
+      const bytes = await this.files.use(this.layout.completeData(digest), async (fh) => {
         const buf = Buffer.allocUnsafe(end - start)
         let read = 0
         while (read < buf.byteLength) {
@@ -334,11 +338,10 @@ export class BlobStore {
           if (bytesRead === 0) return undefined
           read += bytesRead
         }
-        this.index.use(digest)
         return buf
-      } finally {
-        await fh.close()
-      }
+      })
+      if (bytes != null) this.index.use(digest)
+      return bytes
     } finally {
       release()
     }
@@ -361,9 +364,7 @@ export class BlobStore {
     this.manifests.delete(digest.value)
     this.index.delete('complete', digest.hex)
     this.reportUsage()
-    await this.removal('complete', digest, async () => {
-      await rm(this.layout.completeDir(digest), { recursive: true, force: true })
-    })
+    await this.removal('complete', digest, async () => { await this.removeComplete(digest) })
   }
 
   /** Digests of every complete blob on disk. */
@@ -378,6 +379,7 @@ export class BlobStore {
 
   async close (): Promise<void> {
     await this.quota.stop()
+    this.files.closeAll()
     for (const blob of this.partials.values()) await blob.close().catch(() => {})
     this.partials.clear()
     await this.index.settle()
@@ -414,9 +416,11 @@ export class BlobStore {
     const held = this.index.delete(entry.kind, entry.hex)
     if (entry.kind === 'complete') this.manifests.delete(digest.value)
     this.reportUsage()
-    const dir = entry.kind === 'complete' ? this.layout.completeDir(digest) : this.layout.partialEntry(digest)
     try {
-      await this.removal(entry.kind, digest, async () => { await rm(dir, { recursive: true, force: true }) })
+      await this.removal(entry.kind, digest, async () => {
+        if (entry.kind === 'complete') await this.removeComplete(digest)
+        else await rm(this.layout.partialEntry(digest), { recursive: true, force: true })
+      })
     } catch (err) {
       this.log.warn({ digest: digest.value, err }, 'could not evict')
       return false
@@ -425,6 +429,20 @@ export class BlobStore {
     this.log.info({ digest: digest.value, kind: entry.kind, bytes, reason, used: this.usedBytes }, 'evicted')
     this.hooks.evicted?.({ digest: digest.value, kind: entry.kind, bytes, reason })
     return true
+  }
+
+  /**
+   * Remove a complete entry's files. Its kept read handle is dropped before and again after:
+   * a piece read that had looked the entry up just before may open the file in between.
+   */
+  private async removeComplete (digest: Digest): Promise<void> {
+    const data = this.layout.completeData(digest)
+    this.files.drop(data)
+    try {
+      await rm(this.layout.completeDir(digest), { recursive: true, force: true })
+    } finally {
+      this.files.drop(data)
+    }
   }
 
   /** Run a removal of an entry; readers and creators of that entry wait for it or look past it. */

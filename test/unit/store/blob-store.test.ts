@@ -335,6 +335,25 @@ describe('BlobStore', () => {
     assert.equal(await store.readPiece(empty, 0), undefined)
   })
 
+  it('serves the bytes committed after a removal, not those of the file a piece read kept open', async () => {
+    const store = await newStore()
+    const blob = makeBlob(2 * PIECE)
+    const commitBytes = async (bytes: Buffer): Promise<void> => {
+      // a manifest without piece hashes, vouched at commit: the store takes whatever bytes it is given
+      const p = await store.openPartial(blob.bare())
+      for (let i = 0; i < blob.count; i++) await p.writePiece(i, bytes.subarray(i * PIECE, (i + 1) * PIECE))
+      await store.commit(p, { verified: true })
+    }
+    const rotten = Buffer.alloc(2 * PIECE, 0x55)
+    await commitBytes(rotten)
+    assert.deepEqual(Buffer.from((await store.readPiece(blob.digest, 0))!), rotten.subarray(0, PIECE))
+    // found rotten, removed, fetched again
+    await store.remove(blob.digest)
+    assert.equal(await store.readPiece(blob.digest, 0), undefined)
+    await commitBytes(blob.bytes)
+    for (let i = 0; i < blob.count; i++) assert.deepEqual(Buffer.from((await store.readPiece(blob.digest, i))!), blob.piece(i), `piece ${i}`)
+  })
+
   it('drops a complete entry whose data is missing', async () => {
     const dir = stores.dir()
     const first = await newStore(dir)
