@@ -101,7 +101,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   let settled: Settled = { waitedMs: 0, busy: NaN }
   let warmed: WarmedUp | undefined
   try {
-    const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, warmup: warmupImage, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
+    const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
     const started = sys
     if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, dir)

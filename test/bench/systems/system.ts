@@ -11,8 +11,6 @@ export interface ScenarioContext {
   clients: Host[]
   origin: Origin
   image: PreparedImage
-  /** The warm-up image (see RunningSystem.warmUp), when the run has one. */
-  warmup?: PreparedImage
   /** This system's scratch dir for this scenario (logs, stores, pulled copies). */
   dir: string
   cleanup: Cleanup
