@@ -188,7 +188,8 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
   const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}` : 'loopback, no cap'
   const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
-  const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first (not BitTorrent: its clients start with each pull)` : '; freshly started systems, no warm-up pull'
+  const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
+  const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
   const sections = [
     ...(swarm ? [markdownTable(results)] : []),
     ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),

@@ -66,6 +66,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.match(md, /\| 2x2MiB \| 2 \| damselfly \|/)
     assert.match(md, /\| 2x2MiB \| 2 \| direct \|/)
     assert.match(md, /\| duplicates ÷ image \|/)
+    assert.match(md, /every host pulled a 1 MiB warm-up image through each system first;/, 'the header says the systems were warmed up (and names no BitTorrent exception without BitTorrent)')
     assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')
     const svg = await readFile(run.files.svg, 'utf8')
     assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
