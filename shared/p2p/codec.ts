@@ -55,7 +55,8 @@ export class FramedStream {
    * Bytes the stream has delivered since its first payload read began: the progress
    * a payload's deadline watches (counted only on streams that carry payloads).
    */
-  private received: number | undefined
+  private received = 0
+  private counting = false
 
   constructor (stream: Stream, init: FramedStreamInit = {}) {
     this.stream = stream
@@ -83,11 +84,11 @@ export class FramedStream {
 
   /** Read one raw payload of exactly `expectedLength` bytes. */
   async readPayload (expectedLength: number, signal?: AbortSignal): Promise<Uint8ArrayList> {
-    if (this.received === undefined) {
-      this.received = 0
-      this.stream.addEventListener('message', (evt) => { this.received = (this.received ?? 0) + evt.data.byteLength })
+    if (!this.counting) {
+      this.counting = true
+      this.stream.addEventListener('message', (evt) => { this.received += evt.data.byteLength })
     }
-    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal, undefined, () => this.received ?? 0)
+    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal, undefined, () => this.received)
     if (frame == null || frame.byteLength !== expectedLength) {
       throw new ProtocolError(`payload of ${frame?.byteLength ?? 0} bytes, expected ${expectedLength}`)
     }

@@ -95,6 +95,8 @@ export class OpenFiles {
     }
     entry.idle = setTimeout(() => { this.drop(path) }, this.idleMs)
     entry.idle.unref()
+    // at most maxIdle entries: nothing to count (the common case, on every piece read)
+    if (this.entries.size <= this.maxIdle) return
     let idleCount = 0
     for (const e of this.entries.values()) if (e.readers === 0) idleCount++
     for (const [p, e] of this.entries) {

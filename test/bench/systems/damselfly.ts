@@ -4,7 +4,7 @@ import { DFDAEMON_BIN, SUPERNODE_BIN } from '../../helpers/processes.js'
 import type { Cleanup } from '../cleanup.js'
 import type { Host } from '../hosts.js'
 import { hostGet, metricSum, procStats, startProc, waitHttp, type Proc } from '../proc.js'
-import { skopeoPull, type RunningSystem, type ScenarioContext } from './system.js'
+import { skopeoPulls, type RunningSystem, type ScenarioContext } from './system.js'
 
 /** DAMSELFLY_BENCH_LOG_LEVEL=debug (with --keep) leaves every process's full log behind. */
 const LOG_LEVEL = process.env.DAMSELFLY_BENCH_LOG_LEVEL ?? 'warn'
@@ -59,8 +59,7 @@ export async function startDamselfly (ctx: ScenarioContext): Promise<RunningSyst
     await Promise.all(daemons.map(async (d) => { await waitHttp(d.proc, `http://${d.mirror}/healthz`) }))
 
     return {
-      pull: async (i, dest) => { await skopeoPull(ctx, ctx.clients[i], daemons[i].mirror, dest, `skopeo-${i + 1}`) },
-      warmUp: async (i, dest, image) => { await skopeoPull(ctx, ctx.clients[i], daemons[i].mirror, dest, `warmup-skopeo-${i + 1}`, image) },
+      ...skopeoPulls(ctx, (i) => daemons[i].mirror),
       procs: () => procs.map((p) => ({ name: p.name, pid: p.pid })),
       collect: async () => {
         const bySource: Record<string, number> = { supernode: 0, peer: 0, origin: 0 }

@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { childPids, procStats, startProc, waitHttp } from '../proc.js'
-import { skopeoPull, type RunningSystem, type ScenarioContext } from './system.js'
+import { skopeoPulls, type RunningSystem, type ScenarioContext } from './system.js'
 
 export const NGINX_BIN = '/usr/sbin/nginx'
 
@@ -63,8 +63,7 @@ export async function startNginx (ctx: ScenarioContext): Promise<RunningSystem> 
     throw err
   }
   return {
-    pull: async (i, dest) => { await skopeoPull(ctx, ctx.clients[i], listen, dest, `skopeo-${i + 1}`) },
-    warmUp: async (i, dest, image) => { await skopeoPull(ctx, ctx.clients[i], listen, dest, `warmup-skopeo-${i + 1}`, image) },
+    ...skopeoPulls(ctx, () => listen),
     collect: async () => {
       const workers = await childPids(proc.pid)
       return { processes: [await procStats('nginx master', proc.pid), ...await Promise.all(workers.map(async (w, i) => await procStats(`nginx worker ${i + 1}`, w)))] }

@@ -61,3 +61,11 @@ export async function skopeoPull (ctx: ScenarioContext, host: Host, registry: st
   await proc.stop()
   if (proc.child.exitCode !== 0) throw new Error(`${name}: skopeo failed (${proc.child.exitCode ?? proc.child.signalCode}): ${await proc.logTail()}`)
 }
+
+/** `pull` and `warmUp` for a system whose hosts pull with skopeo from `registry(i)` (host:port). */
+export function skopeoPulls (ctx: ScenarioContext, registry: (i: number) => string): Pick<RunningSystem, 'pull' | 'warmUp'> {
+  return {
+    pull: async (i, dest) => { await skopeoPull(ctx, ctx.clients[i], registry(i), dest, `skopeo-${i + 1}`) },
+    warmUp: async (i, dest, image) => { await skopeoPull(ctx, ctx.clients[i], registry(i), dest, `warmup-skopeo-${i + 1}`, image) }
+  }
+}
