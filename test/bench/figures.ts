@@ -1,4 +1,5 @@
 /** The figures of one system in one scenario, and the physical bound they are held against. */
+import type { LinkFigures } from './links.js'
 import type { ProcStats } from './proc.js'
 import type { Settled } from './quiet.js'
 import type { WarmedUp } from './warmup.js'
@@ -41,6 +42,8 @@ export interface ScenarioResult {
   settle: { waitedMs: number, busy: number | null }
   /** The warm-up pull every host made through the system before (see warmup.ts); null when none. */
   warmup: WarmedUp | null
+  /** From the link counters (see links.ts), with the medians over the hosts; null on loopback. */
+  links: (LinkFigures & { firstByteP50: number | null, downloadUseP50: number | null }) | null
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -64,7 +67,7 @@ export function summarize (input: {
   system: SystemName, image: string, imageBytes: number, layers: number, hosts: number, rateBps: number | undefined,
   times: number[], failures: number, error?: string, origin: { bytes: number, blobGets: number },
   bytesBySource?: Record<string, number>, serverUploadBytes?: number, duplicateBytes?: number, processes: ProcStats[], machineBusy: number, loadAtStart: number,
-  settle: Settled, warmup?: WarmedUp
+  settle: Settled, warmup?: WarmedUp, links?: LinkFigures
 }): ScenarioResult {
   const times = [...input.times].sort((a, b) => a - b)
   const bound = lowerBound(input.imageBytes, input.hosts, input.rateBps)
@@ -100,6 +103,13 @@ export function summarize (input: {
     machineBusy: input.machineBusy,
     loadAtStart: input.loadAtStart,
     settle: { waitedMs: input.settle.waitedMs, busy: Number.isFinite(input.settle.busy) ? input.settle.busy : null },
-    warmup: input.warmup ?? null
+    warmup: input.warmup ?? null,
+    links: input.links === undefined ? null : { ...input.links, firstByteP50: median(input.links.firstByte), downloadUseP50: median(input.links.downloadUse) }
   }
+}
+
+/** The nearest-rank median of the values that are known; null if none is. */
+function median (xs: Array<number | null>): number | null {
+  const known = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b)
+  return known.length === 0 ? null : percentile(known, 50)
 }

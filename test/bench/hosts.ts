@@ -5,7 +5,7 @@
  * route for the /24 in the root namespace so nothing sent there leaves the machine.
  * `loopback`: every host is 127.0.0.1 with its own ports and no cap (the smoke test's mode).
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
@@ -32,8 +32,32 @@ export interface Topology {
   /** The supernode's host; the nginx cache and the BitTorrent seeder and tracker run here too. */
   server: Host
   clients: Host[]
+  /**
+   * Bytes each host's link has carried so far, by host name (netns only): read from the hub's
+   * side of the host's veth, so `down` is what the host received and `up` what it sent.
+   */
+  links?: () => Promise<Map<string, LinkBytes>>
   /** Delete the namespaces and the route (processes must be stopped first). */
   down: () => void
+}
+
+export interface LinkBytes {
+  down: number
+  up: number
+}
+
+/** Received and transmitted bytes per interface, from the text of a /proc/PID/net/dev. */
+export function parseNetDev (text: string): Map<string, { rx: number, tx: number }> {
+  const out = new Map<string, { rx: number, tx: number }>()
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':')
+    if (colon < 0 || line.includes('|')) continue
+    const f = line.slice(colon + 1).trim().split(/\s+/).map(Number)
+    // rx: bytes packets errs drop fifo frame compressed multicast; then tx: bytes ...
+    if (f.length < 16 || !Number.isFinite(f[0]) || !Number.isFinite(f[8])) continue
+    out.set(line.slice(0, colon).trim(), { rx: f[0], tx: f[8] })
+  }
+  return out
 }
 
 /** `100mbit` → 100e6. */
@@ -125,12 +149,32 @@ export async function netnsTopology (clients: number, rate: string, cleanup: Cle
   const server = await make(2, 'server')
   const hosts: Host[] = []
   for (let i = 0; i < clients; i++) hosts.push(await make(i + 3, `c${i + 1}`))
+  const veths = new Map([origin, server, ...hosts].map((h, i) => [`v${id}h${i + 1}`, h.name]))
+  // a process that only sleeps in the hub: its /proc/PID/net/dev lists the hub's side of every veth
+  const reader = spawn('nsenter', [`--net=/run/netns/${hub}`, 'sleep', 'infinity'], { stdio: 'ignore' })
+  if (reader.pid === undefined) throw new Error('could not start the link counter reader in the hub namespace')
+  const readerPid = reader.pid
+  cleanup.pid(readerPid, 'link counter reader')
+  const links = async (): Promise<Map<string, LinkBytes>> => {
+    const out = new Map<string, LinkBytes>()
+    for (const [dev, c] of parseNetDev(await readFile(`/proc/${readerPid}/net/dev`, 'utf8'))) {
+      const host = veths.get(dev)
+      // the hub sends on the veth what the host receives, and receives what the host sends
+      if (host !== undefined) out.set(host, { down: c.tx, up: c.rx })
+    }
+    return out
+  }
   return {
     mode: 'netns',
     rateBps: bps,
     origin,
     server,
     clients: hosts,
-    down: () => { for (const n of names.reverse()) cleanup.removeNetns(n) }
+    links,
+    down: () => {
+      try { process.kill(readerPid, 'SIGKILL') } catch { /* already gone */ }
+      cleanup.forgetPid(readerPid)
+      for (const n of names.reverse()) cleanup.removeNetns(n)
+    }
   }
 }

@@ -27,6 +27,34 @@ export function markdownTable (results: ScenarioResult[]): string {
   return [head, rule, ...rows].join('\n') + '\n'
 }
 
+/**
+ * Where the time went, for the runs with link counters (netns): the start (a host's first 64 KiB
+ * received), how busy its link was from then on, and how long the slowest host still took once
+ * the origin had sent its last bytes. Empty when no run has them.
+ */
+export function linksMarkdown (results: ScenarioResult[]): string {
+  const withLinks = results.filter((r) => r.links !== null)
+  if (withLinks.length === 0) return ''
+  const head = '| image | N | system | first bytes s (p50) | link use after them (p50) | origin\'s last bytes s | slowest host after them s |'
+  const rule = '| --- | ---: | --- | ---: | ---: | ---: | ---: |'
+  const rows = withLinks.map((r) => {
+    const l = r.links!
+    const use = l.downloadUseP50 === null ? '–' : `${(100 * l.downloadUseP50).toFixed(0)} %`
+    const tail = l.originDone === null ? '–' : f1(r.max - l.originDone)
+    return `| ${r.image} | ${r.hosts} | ${r.system} | ${f2(l.firstByteP50)} | ${use} | ${f1(l.originDone)} | ${tail} |`
+  })
+  return `## Where the time went
+
+From each host's link counters, read every 50 ms on the hub's side of its veth (headers included, so a link
+carrying one TCP stream flat out shows about 95 %): seconds from the start until a pulling host had received its
+first 64 KiB; the share of its link's rate it received from then until it was done; when the origin last sent, and
+how long after that the slowest host finished (what a relay still had to hand on once it had everything; direct pulls
+end with the origin's last bytes; BitTorrent's seed is fetched before the clock starts, so its origin sends nothing).
+
+${[head, rule, ...rows].join('\n')}
+`
+}
+
 const PATHS: Record<SinglePath, string> = {
   origin: 'origin, direct',
   'dfdaemon-cold': 'dfdaemon cold (origin → supernode → daemon)',

@@ -13,8 +13,9 @@ import type { Cleanup } from './cleanup.js'
 import { busyShare, machineJiffies, procStats } from './proc.js'
 import { summarize, type ScenarioResult } from './figures.js'
 import { defaultCongestionControl, loopbackTopology, netnsTopology, type Topology } from './hosts.js'
+import { LinkSampler, linkFigures, type LinkFigures } from './links.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
-import { markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
+import { linksMarkdown, markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
 import type { BenchOptions, SystemName } from './scenarios.js'
 import { runSingleHost, type SingleHostResult } from './single-host.js'
 import { startBittorrent } from './systems/bittorrent.js'
@@ -25,6 +26,9 @@ import type { Collected, RunningSystem, ScenarioContext, SystemFactory } from '.
 import { runTrackerScale, type TrackerScaleResult } from './tracker-scale.js'
 import { waitForQuiet, type Settled } from './quiet.js'
 import { countersSince, warmUp, type WarmedUp } from './warmup.js'
+
+/** How often the hosts' link counters are read through a pull (netns runs). */
+const LINK_INTERVAL_MS = 50
 
 const FACTORIES: Record<SystemName, SystemFactory> = { damselfly: startDamselfly, direct: startDirect, nginx: startNginx, bittorrent: startBittorrent }
 
@@ -100,6 +104,8 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   let loadAtStart = NaN
   let settled: Settled = { waitedMs: 0, busy: NaN }
   let warmed: WarmedUp | undefined
+  let links: LinkFigures | undefined
+  let sampler: LinkSampler | undefined
   try {
     const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
@@ -109,6 +115,8 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     settled = await waitForQuiet(opts.settleSec * 1000)
     const baseCpu = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s.cpuSeconds]))
     loadAtStart = loadavg()[0]
+    sampler = topo.links !== undefined ? new LinkSampler(topo.links, LINK_INTERVAL_MS, opts.pullTimeoutSec * 1000 + 10_000) : undefined
+    await sampler?.start()
     const j0 = await machineJiffies()
     const t0 = performance.now()
     const outcomes = await Promise.allSettled(ctx.clients.map(async (_, i) => {
@@ -121,6 +129,10 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     }))
     const j1 = await machineJiffies()
     machineBusy = busyShare(j0, j1)
+    if (sampler !== undefined && topo.rateBps !== undefined) {
+      const pulling = ctx.clients.map((h, i) => ({ host: h.name, doneSec: outcomes[i].status === 'fulfilled' ? outcomes[i].value : undefined }))
+      links = linkFigures(await sampler.stop(), t0, pulling, topo.origin.name, topo.rateBps)
+    }
     for (const o of outcomes) {
       if (o.status === 'fulfilled') times.push(o.value)
       else { failures++; error ??= String((o.reason as Error)?.message ?? o.reason).slice(0, 2000) }
@@ -132,6 +144,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     failures = n - times.length
     error = String((err as Error)?.message ?? err).slice(0, 2000)
   } finally {
+    sampler?.cancel()
     await sys?.stop().catch(() => undefined)
     const counted = await origin.stop(warmupImage?.repository)
     originCount = { bytes: counted.bytes, blobGets: counted.blobGets }
@@ -140,7 +153,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
   const r = summarize({
     system, image: image.spec.name, imageBytes: image.bytes, layers: image.spec.layers, hosts: n, rateBps: topo.rateBps,
     times, failures, error, origin: originCount, bytesBySource: collected.bytesBySource, serverUploadBytes: collected.serverUploadBytes, duplicateBytes: collected.duplicateBytes, processes: collected.processes,
-    machineBusy, loadAtStart, settle: settled, warmup: warmed
+    machineBusy, loadAtStart, settle: settled, warmup: warmed, links
   })
   const ratio = r.maxRatio === null ? '' : ` (${r.p50Ratio?.toFixed(2)}× / ${r.maxRatio.toFixed(2)}× the bound)`
   log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${warmNote(warmed)}${settleNote(settled)}${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
@@ -192,6 +205,7 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
   const sections = [
     ...(swarm ? [markdownTable(results)] : []),
+    ...(results.some((r) => r.links !== null) ? [linksMarkdown(results)] : []),
     ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
     ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
   ]

@@ -48,6 +48,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       assert.ok(r.machineBusy >= 0 && r.machineBusy <= 1 && Number.isFinite(r.loadAtStart))
       assert.ok(r.settle.waitedMs > 0 && r.settle.busy !== null && r.settle.busy >= 0 && r.settle.busy <= 1, `${r.system}: settle ${JSON.stringify(r.settle)}`)
       assert.ok(r.warmup !== null && r.warmup.mib >= 1 && r.warmup.seconds > 0, `${r.system}: warm-up ${JSON.stringify(r.warmup)}`)
+      assert.equal(r.links, null, 'loopback has no per-host links to count')
     }
     assert.equal(df.system, 'damselfly')
     assert.ok(df.imageBytes > 4 << 20)
@@ -66,6 +67,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.match(md, /\| 2x2MiB \| 2 \| damselfly \|/)
     assert.match(md, /\| 2x2MiB \| 2 \| direct \|/)
     assert.match(md, /\| duplicates ÷ image \|/)
+    assert.doesNotMatch(md, /^## Where the time went$/m, 'no link section without link counters')
     assert.match(md, /every host pulled a 1 MiB warm-up image through each system first;/, 'the header says the systems were warmed up (and names no BitTorrent exception without BitTorrent)')
     assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')
     const svg = await readFile(run.files.svg, 'utf8')
