@@ -131,7 +131,12 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     machineBusy = busyShare(j0, j1)
     if (sampler !== undefined && topo.rateBps !== undefined) {
       const pulling = ctx.clients.map((h, i) => ({ host: h.name, doneSec: outcomes[i].status === 'fulfilled' ? outcomes[i].value : undefined }))
-      links = linkFigures(await sampler.stop(), t0, pulling, topo.origin.name, topo.rateBps)
+      try {
+        links = linkFigures(await sampler.stop(), t0, pulling, topo.origin.name, topo.rateBps)
+      } catch (err) {
+        // a diagnostic: the pulls' own figures stand without it
+        log(`${image.spec.name} N=${n} ${system}: no link figures (${(err as Error).message})`)
+      }
     }
     for (const o of outcomes) {
       if (o.status === 'fulfilled') times.push(o.value)
@@ -204,8 +209,7 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
   const sections = [
-    ...(swarm ? [markdownTable(results)] : []),
-    ...(results.some((r) => r.links !== null) ? [linksMarkdown(results)] : []),
+    ...(swarm ? [markdownTable(results), linksMarkdown(results)].filter((section) => section !== '') : []),
     ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
     ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
   ]
