@@ -86,7 +86,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tra
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
   --only      the parts to run (default: all three):
-                swarm    N hosts pull one image at once: damselfly, direct, nginx, BitTorrent
+                swarm    N hosts pull one image at once: damselfly, direct, nginx, BitTorrent;
+                         on namespaces also where the time went (each host's link counters)
                 single   one dfdaemon on loopback, cold and warm, against curl and skopeo
                          straight from the origin: MB/s and time to first byte
                 tracker  the tracker under announces from many peers: announces/s, latency, memory
