@@ -53,6 +53,11 @@ export function percentile (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]
 }
 
+/** Nearest-rank median of values in any order; NaN if there are none. */
+export function median (values: readonly number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50)
+}
+
 /**
  * The larger of: one image through one host's link, and N images through the upload capacity
  * of every host there is (origin, server, N clients), each at `rateBps`.
@@ -104,12 +109,12 @@ export function summarize (input: {
     loadAtStart: input.loadAtStart,
     settle: { waitedMs: input.settle.waitedMs, busy: Number.isFinite(input.settle.busy) ? input.settle.busy : null },
     warmup: input.warmup ?? null,
-    links: input.links === undefined ? null : { ...input.links, firstByteP50: median(input.links.firstByte), downloadUseP50: median(input.links.downloadUse) }
+    links: input.links === undefined ? null : { ...input.links, firstByteP50: knownMedian(input.links.firstByte), downloadUseP50: knownMedian(input.links.downloadUse) }
   }
 }
 
-/** The nearest-rank median of the values that are known; null if none is. */
-function median (xs: Array<number | null>): number | null {
-  const known = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b)
-  return known.length === 0 ? null : percentile(known, 50)
+/** The median of the values that are known; null if none is. */
+function knownMedian (xs: Array<number | null>): number | null {
+  const known = xs.filter((x): x is number => x !== null && Number.isFinite(x))
+  return known.length === 0 ? null : median(known)
 }

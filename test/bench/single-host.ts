@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 import type { Cleanup } from './cleanup.js'
-import { percentile } from './figures.js'
+import { median } from './figures.js'
 import { loopbackTopology } from './hosts.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
 import { busyShare, hostGet, machineJiffies, metricSum, waitHttp, type Proc } from './proc.js'
@@ -165,12 +165,11 @@ export async function runSingleHost (opts: SingleHostOptions, workDir: string, c
 }
 
 function summarizeRow (r: SingleRow): void {
-  const med = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50)
   if (r.runs.length === 0) return
-  r.seconds = med(r.runs.map((x) => x.seconds))
-  r.mbps = med(r.runs.map((x) => x.bytes / x.seconds / 1e6))
+  r.seconds = median(r.runs.map((x) => x.seconds))
+  r.mbps = median(r.runs.map((x) => x.bytes / x.seconds / 1e6))
   const ttfb = r.runs.flatMap((x) => x.ttfbSec === undefined ? [] : [x.ttfbSec])
-  r.ttfbMs = ttfb.length === 0 ? null : 1000 * med(ttfb)
+  r.ttfbMs = ttfb.length === 0 ? null : 1000 * median(ttfb)
 }
 
 /** A supernode and a dfdaemon on this host, replaceable between runs. */

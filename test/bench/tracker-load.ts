@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { Bitfield } from '../../shared/pieces/bitfield.js'
 import type { TrackerAnnounce } from '../../shared/p2p/tracker-messages.js'
-import { percentile } from './figures.js'
+import { median, percentile } from './figures.js'
 import { seededRandom } from '../helpers/prng.js'
 
 /** No phase runs longer than this; what is left is not sent and the phase is marked truncated. */
@@ -120,7 +120,7 @@ export async function runPhase (lanes: number, perLane: number, deadlineMs: numb
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted.length > 0 ? sorted[sorted.length - 1] : NaN,
-    peersPerReply: peers.length === 0 ? 0 : percentile([...peers].sort((a, b) => a - b), 50)
+    peersPerReply: peers.length === 0 ? 0 : median(peers)
   }
 }
 
