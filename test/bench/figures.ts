@@ -34,6 +34,12 @@ export interface ScenarioResult {
   /** Sums and maxima over the processes, split by role (damselfly: dfdaemon vs supernode). */
   cpu: { clientsSec: number, serverSec: number }
   peakRss: { clientMaxMiB: number, serverMiB: number }
+  /**
+   * Seconds the processes' main threads were ready to run but waited for a core during the pulls
+   * (see proc.ts): the median over the clients (daemons, aria2c), the sum over the server's
+   * processes; null where the system has none (direct pulls).
+   */
+  runDelay: { clientP50Sec: number | null, serverSec: number | null }
   /** Share of all the machine's cores busy (anyone's work) while the hosts pulled; near 1 = CPU-bound. */
   machineBusy: number
   /** The 1-minute load average as the scenario started (what else was running shows here). */
@@ -105,6 +111,10 @@ export function summarize (input: {
     processes: input.processes,
     cpu: { clientsSec: client.reduce((n, p) => n + p.cpuSeconds, 0), serverSec: server.reduce((n, p) => n + p.cpuSeconds, 0) },
     peakRss: { clientMaxMiB: Math.max(0, ...client.map((p) => p.peakRssMiB)), serverMiB: server.reduce((n, p) => n + p.peakRssMiB, 0) },
+    runDelay: {
+      clientP50Sec: client.length === 0 ? null : median(client.map((p) => p.runDelaySeconds)),
+      serverSec: server.length === 0 ? null : server.reduce((n, p) => n + p.runDelaySeconds, 0)
+    },
     machineBusy: input.machineBusy,
     loadAtStart: input.loadAtStart,
     settle: { waitedMs: input.settle.waitedMs, busy: Number.isFinite(input.settle.busy) ? input.settle.busy : null },

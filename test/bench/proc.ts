@@ -66,9 +66,22 @@ export function startProc (host: Host, name: string, argv: string[], logDir: str
   }
 }
 
-export interface ProcStats { name: string, cpuSeconds: number, peakRssMiB: number }
+/**
+ * What the kernel counted for one process: CPU time (all threads), peak RSS, and how long its main
+ * thread — for the daemons and the supernode, the event loop — was ready to run but waited for a
+ * core (run delay). CPU-busy shares are averages; run delay is the latency a relay pays when the
+ * machine's cores are contended, even at 70 % busy.
+ */
+export interface ProcStats { name: string, cpuSeconds: number, peakRssMiB: number, runDelaySeconds: number }
 
-/** utime + stime and VmHWM of a live process (zeros when it is gone). */
+/** The run delay in /proc/PID/schedstat ("time on a core, time waiting for one, slices", in ns), in seconds. */
+export function parseSchedstat (text: string): number {
+  const waited = Number(text.trim().split(/\s+/)[1])
+  if (!Number.isFinite(waited)) throw new Error(`unreadable schedstat: ${text.slice(0, 80)}`)
+  return waited / 1e9
+}
+
+/** utime + stime, VmHWM and the main thread's run delay of a live process (zeros when it is gone). */
 export async function procStats (name: string, pid: number): Promise<ProcStats> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
@@ -77,9 +90,10 @@ export async function procStats (name: string, pid: number): Promise<ProcStats> 
     const cpu = (Number(rest[11]) + Number(rest[12])) / CLK_TCK
     const status = await readFile(`/proc/${pid}/status`, 'utf8')
     const hwm = /VmHWM:\s+(\d+) kB/.exec(status)
-    return { name, cpuSeconds: cpu, peakRssMiB: hwm === null ? 0 : Number(hwm[1]) / 1024 }
+    const runDelay = parseSchedstat(await readFile(`/proc/${pid}/schedstat`, 'utf8'))
+    return { name, cpuSeconds: cpu, peakRssMiB: hwm === null ? 0 : Number(hwm[1]) / 1024, runDelaySeconds: runDelay }
   } catch {
-    return { name, cpuSeconds: 0, peakRssMiB: 0 }
+    return { name, cpuSeconds: 0, peakRssMiB: 0, runDelaySeconds: 0 }
   }
 }
 

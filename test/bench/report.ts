@@ -11,8 +11,8 @@ const f1 = (x: number | null | undefined): string => x === null || x === undefin
 const f2 = (x: number | null | undefined): string => x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2)
 
 export function markdownTable (results: ScenarioResult[]): string {
-  const head = '| image | N | system | p50 s | p95 s | max s | bound s | p50/bound | max/bound | origin ÷ image | from peers | duplicates ÷ image | server sent ÷ image | CPU s clients / server | peak RSS MiB client / server | machine CPU busy | load at start |'
-  const rule = '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+  const head = '| image | N | system | p50 s | p95 s | max s | bound s | p50/bound | max/bound | origin ÷ image | from peers | duplicates ÷ image | server sent ÷ image | CPU s clients / server | waiting for a core s client / server | peak RSS MiB client / server | machine CPU busy | load at start |'
+  const rule = '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
   const rows = results.map((r) => {
     const src = r.bytesBySource
     const received = src === undefined ? 0 : Object.values(src).reduce((a, b) => a + b, 0)
@@ -20,9 +20,10 @@ export function markdownTable (results: ScenarioResult[]): string {
     const dups = r.duplicateBytes === undefined ? '–' : f2(r.duplicateBytes / r.imageBytes)
     const sent = r.serverUploadBytes === undefined ? '–' : f2(r.serverUploadBytes / r.imageBytes)
     const cpu = r.processes.length === 0 ? '–' : `${f1(r.cpu.clientsSec)} / ${f1(r.cpu.serverSec)}`
+    const wait = r.processes.length === 0 ? '–' : `${f2(r.runDelay.clientP50Sec)} / ${f2(r.runDelay.serverSec)}`
     const rss = r.processes.length === 0 ? '–' : `${r.peakRss.clientMaxMiB.toFixed(0)} / ${r.peakRss.serverMiB.toFixed(0)}`
     const failed = r.failures > 0 ? ` (${r.failures} failed)` : ''
-    return `| ${r.image} | ${r.hosts} | ${r.system}${failed} | ${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.max)} | ${f1(r.bound)} | ${f2(r.p50Ratio)} | ${f2(r.maxRatio)} | ${f2(r.originRatio)} | ${peers} | ${dups} | ${sent} | ${cpu} | ${rss} | ${Number.isFinite(r.machineBusy) ? `${(100 * r.machineBusy).toFixed(0)} %` : '–'} | ${f1(r.loadAtStart)} |`
+    return `| ${r.image} | ${r.hosts} | ${r.system}${failed} | ${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.max)} | ${f1(r.bound)} | ${f2(r.p50Ratio)} | ${f2(r.maxRatio)} | ${f2(r.originRatio)} | ${peers} | ${dups} | ${sent} | ${cpu} | ${wait} | ${rss} | ${Number.isFinite(r.machineBusy) ? `${(100 * r.machineBusy).toFixed(0)} %` : '–'} | ${f1(r.loadAtStart)} |`
   })
   return [head, rule, ...rows].join('\n') + '\n'
 }

@@ -72,6 +72,8 @@ export interface BenchRun {
   tracker?: TrackerScaleResult
   /** The SVG chart is of the swarm part: written only when it ran. */
   files: { json: string, markdown: string, svg?: string }
+  /** While the run is under way (and in the files of one that failed or was stopped): what it still lacked. */
+  unfinished?: string
 }
 
 export type Log = (line: string) => void
@@ -113,7 +115,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, dir)
     const before = warmed !== undefined ? await sys.collect() : undefined
     settled = await waitForQuiet(opts.settleSec * 1000)
-    const baseCpu = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s.cpuSeconds]))
+    const atStart = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s]))
     loadAtStart = loadavg()[0]
     sampler = topo.links !== undefined ? new LinkSampler(topo.links, LINK_INTERVAL_MS, opts.pullTimeoutSec * 1000 + 10_000) : undefined
     await sampler?.start()
@@ -143,8 +145,11 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
       else { failures++; error ??= String((o.reason as Error)?.message ?? o.reason).slice(0, 2000) }
     }
     collected = countersSince(await sys.collect(), before)
-    // CPU of the pulls only: what each process had used by the start is left out
-    collected.processes = collected.processes.map((p) => ({ ...p, cpuSeconds: Math.max(0, p.cpuSeconds - (baseCpu.get(p.name) ?? 0)) }))
+    // CPU and run delay of the pulls only: what each process had by the start is left out
+    collected.processes = collected.processes.map((p) => {
+      const start = atStart.get(p.name)
+      return { ...p, cpuSeconds: Math.max(0, p.cpuSeconds - (start?.cpuSeconds ?? 0)), runDelaySeconds: Math.max(0, p.runDelaySeconds - (start?.runDelaySeconds ?? 0)) }
+    })
   } catch (err) {
     failures = n - times.length
     error = String((err as Error)?.message ?? err).slice(0, 2000)
@@ -161,8 +166,14 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     machineBusy, loadAtStart, settle: settled, warmup: warmed, links
   })
   const ratio = r.maxRatio === null ? '' : ` (${r.p50Ratio?.toFixed(2)}× / ${r.maxRatio.toFixed(2)}× the bound)`
-  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy, load ${loadAtStart.toFixed(1)} at start${warmNote(warmed)}${settleNote(settled)}${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
+  log(`${image.spec.name} N=${n} ${system}: p50 ${r.p50.toFixed(1)} s, max ${r.max.toFixed(1)} s${ratio}, origin ${r.originRatio.toFixed(2)}× the image${r.duplicateBytes !== undefined ? `, duplicates ${(r.duplicateBytes / r.imageBytes).toFixed(2)}×` : ''}, CPU ${(100 * machineBusy).toFixed(0)} % busy${delayNote(r)}, load ${loadAtStart.toFixed(1)} at start${warmNote(warmed)}${settleNote(settled)}${failures > 0 ? `, ${failures} FAILED: ${error}` : ''}`)
   return r
+}
+
+function delayNote (r: ScenarioResult): string {
+  const { clientP50Sec: c, serverSec: s } = r.runDelay
+  if (c === null && s === null) return ''
+  return ` (main threads waited for a core ${c === null ? '–' : c.toFixed(2)} s per client, p50, ${s === null ? '–' : s.toFixed(2)} s the server)`
 }
 
 function warmNote (w: WarmedUp | undefined): string {
@@ -196,16 +207,37 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   if (opts.keep === true) log(`keeping ${workDir}`)
   else cleanup.dir(workDir)
   await chmod(workDir, 0o755) // opentracker reads its whitelist here after dropping to nobody
-  const results = swarm ? await runSwarm(opts, systems, workDir, cleanup, log) : []
-  const singleHost = opts.parts.includes('single') ? await runSingleHost(opts.single, workDir, cleanup, opts.keep === true, log) : undefined
-  const tracker = opts.parts.includes('tracker') ? await runTrackerScale(opts.tracker, workDir, cleanup, log) : undefined
-  machine.loadAfter = loadavg().map((x) => Number(x.toFixed(2)))
   await mkdir(opts.outDir, { recursive: true })
   const files = { json: join(opts.outDir, 'results.json'), markdown: join(opts.outDir, 'results.md'), ...(swarm ? { svg: join(opts.outDir, 'results.svg') } : {}) }
-  const run: BenchRun = { machine, options: opts, skipped, results, ...(singleHost !== undefined ? { singleHost } : {}), ...(tracker !== undefined ? { tracker } : {}), files }
+  const run: BenchRun = { machine, options: opts, skipped, results: [], files }
+  // written after every scenario and part, so a long run that fails or is stopped keeps what it measured
+  const scenarios = swarm ? opts.images.length * opts.hostCounts.length * systems.length : 0
+  const save = async (): Promise<void> => {
+    const pending = [
+      ...(run.results.length < scenarios ? [`${scenarios - run.results.length} of ${scenarios} swarm scenarios`] : []),
+      ...(opts.parts.includes('single') && run.singleHost === undefined ? ['the single-host part'] : []),
+      ...(opts.parts.includes('tracker') && run.tracker === undefined ? ['the tracker part'] : [])
+    ]
+    run.unfinished = pending.length === 0 ? undefined : `Unfinished run, still to come: ${pending.join(', ')}`
+    await writeResults(run)
+  }
+  log(`results go to ${opts.outDir} as they come`)
+  if (swarm) await runSwarm(opts, systems, workDir, cleanup, log, async (r) => { run.results.push(r); await save() })
+  if (opts.parts.includes('single')) { run.singleHost = await runSingleHost(opts.single, workDir, cleanup, opts.keep === true, log); await save() }
+  if (opts.parts.includes('tracker')) { run.tracker = await runTrackerScale(opts.tracker, workDir, cleanup, log); await save() }
+  machine.loadAfter = loadavg().map((x) => Number(x.toFixed(2)))
+  await writeResults(run)
+  if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
+  return run
+}
+
+/** results.json, results.md and (with the swarm) results.svg, finished or not. */
+async function writeResults (run: BenchRun): Promise<void> {
+  const { machine, options: opts, results, singleHost, tracker, files, unfinished } = run
+  const swarm = opts.parts.includes('swarm')
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
   const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}` : 'loopback, no cap'
-  const load = `load average ${machine.loadBefore[0]} before, ${machine.loadAfter[0]} after`
+  const load = `load average ${machine.loadBefore[0]} before${machine.loadAfter !== undefined ? `, ${machine.loadAfter[0]} after` : ''}`
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
   const sections = [
@@ -214,14 +246,12 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
     ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
   ]
   await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
-  await writeFile(files.markdown, `Bench ${machine.date} — ${where}; ${net}; ${load}${warm}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)
+  await writeFile(files.markdown, `${unfinished !== undefined ? `**${unfinished}**\n\n` : ''}Bench ${machine.date} — ${where}; ${net}; ${load}${warm}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)
   if (files.svg !== undefined) await writeFile(files.svg, svgChart(results, `damselfly bench, ${net}`))
-  if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
-  return run
 }
 
 /** The swarm part: every image × N × system, on the namespace network or on loopback. */
-async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult[]> {
+async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: string, cleanup: Cleanup, log: Log, done: (r: ScenarioResult) => Promise<void>): Promise<void> {
   const storage = join(workDir, 'origin-storage')
   const warmupSpec = opts.warmupMiB > 0 ? [{ name: 'warmup', layers: 1, layerBytes: opts.warmupMiB * 2 ** 20 }] : []
   log(`pushing ${[...opts.images, ...warmupSpec].map((i) => i.name).join(', ')} to the origin's storage`)
@@ -232,15 +262,13 @@ async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: str
   log(opts.mode === 'netns'
     ? `hosts: origin ${topo.origin.addr}, server ${topo.server.addr}, clients ${topo.clients[0].addr}…${topo.clients[maxN - 1].addr}, ${opts.rate} each way`
     : `hosts: all on 127.0.0.1, no cap`)
-  const results: ScenarioResult[] = []
   try {
     for (const image of images) {
       for (const n of opts.hostCounts) {
-        for (const system of systems) results.push(await runScenario(opts, topo, image, warmupImage, n, system, storage, workDir, cleanup, log))
+        for (const system of systems) await done(await runScenario(opts, topo, image, warmupImage, n, system, storage, workDir, cleanup, log))
       }
     }
   } finally {
     topo.down()
   }
-  return results
 }

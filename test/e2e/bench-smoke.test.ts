@@ -8,6 +8,7 @@
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,7 +38,13 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       // and the warm-up pull before it: its bytes must stay out of every figure asserted below
       warmupMiB: 1
     }
-    const run = await runBench(opts, cleanup, () => undefined)
+    // the files are written as the run goes: when the second scenario reports, they hold the first
+    let midway: { results: unknown[], unfinished?: string } | undefined
+    const run = await runBench(opts, cleanup, (line) => {
+      if (/ N=2 direct: /.test(line)) midway = JSON.parse(readFileSync(join(outDir, 'results.json'), 'utf8')) as typeof midway
+    })
+    assert.equal(midway?.results.length, 1, 'the first scenario was in the files before the second had finished')
+    assert.equal(midway?.unfinished, 'Unfinished run, still to come: 1 of 2 swarm scenarios')
     assert.equal(run.results.length, 2)
     const [df, direct] = run.results
     for (const r of run.results) {
@@ -59,14 +66,19 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.ok(df.duplicateBytes !== undefined && df.duplicateBytes >= 0 && df.duplicateBytes < 2 * df.imageBytes, `damselfly: ${df.duplicateBytes} duplicate bytes`)
     assert.equal(direct.duplicateBytes, undefined, 'direct pulls have no pieces to duplicate')
     assert.deepEqual(df.processes.map((p) => p.name).sort(), ['dfdaemon-1', 'dfdaemon-2', 'supernode'])
-    for (const p of df.processes) assert.ok(p.cpuSeconds > 0 && p.peakRssMiB > 10, `${p.name}: ${p.cpuSeconds} s, ${p.peakRssMiB} MiB`)
+    for (const p of df.processes) assert.ok(p.cpuSeconds > 0 && p.peakRssMiB > 10 && p.runDelaySeconds >= 0, `${p.name}: ${p.cpuSeconds} s, ${p.peakRssMiB} MiB, ${p.runDelaySeconds} s waiting`)
+    assert.ok(df.runDelay.clientP50Sec !== null && df.runDelay.serverSec !== null, 'damselfly: its processes\' wait for a core')
+    assert.deepEqual(direct.runDelay, { clientP50Sec: null, serverSec: null }, 'direct pulls run no process of their own')
 
-    const json = JSON.parse(await readFile(run.files.json, 'utf8')) as { results: unknown[] }
+    const json = JSON.parse(await readFile(run.files.json, 'utf8')) as { results: unknown[], unfinished?: string }
     assert.equal(json.results.length, 2)
+    assert.equal(json.unfinished, undefined, 'the finished run\'s files say nothing is missing')
     const md = await readFile(run.files.markdown, 'utf8')
     assert.match(md, /\| 2x2MiB \| 2 \| damselfly \|/)
     assert.match(md, /\| 2x2MiB \| 2 \| direct \|/)
     assert.match(md, /\| duplicates ÷ image \|/)
+    assert.match(md, /\| waiting for a core s client \/ server \|/)
+    assert.doesNotMatch(md, /Unfinished/)
     assert.doesNotMatch(md, /^## Where the time went$/m, 'no link section without link counters')
     assert.match(md, /every host pulled a 1 MiB warm-up image through each system first;/, 'the header says the systems were warmed up (and names no BitTorrent exception without BitTorrent)')
     assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')

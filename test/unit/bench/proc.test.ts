@@ -1,0 +1,58 @@
+/**
+ * The bench's per-process figures: the main thread's run delay from /proc/PID/schedstat, read
+ * from real processes made to wait for a core, and how the figures and the report carry it.
+ */
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
+import { parseSchedstat, procStats, type ProcStats } from '../../bench/proc.js'
+import { summarize } from '../../bench/figures.js'
+import { markdownTable } from '../../bench/report.js'
+
+describe('bench process figures', () => {
+  const spinners: ChildProcess[] = []
+  after(() => { for (const c of spinners) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL') })
+
+  it('reads the run delay (ns) from schedstat as seconds', async () => {
+    assert.equal(parseSchedstat('2549504 1250000000 17\n'), 1.25)
+    assert.throws(() => parseSchedstat(''), /unreadable schedstat/)
+    // this kernel's own file parses the same way
+    assert.ok(parseSchedstat(await readFile('/proc/self/schedstat', 'utf8')) >= 0)
+  })
+
+  it('counts the time a process waited for a core when more want to run than there are cores', async () => {
+    // one more busy shell than the machine has cores, for half a second: together they must wait
+    const n = cpus().length + 1
+    for (let i = 0; i < n; i++) spinners.push(spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' }))
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const stats = await Promise.all(spinners.map(async (c, i) => await procStats(`spin-${i}`, c.pid!)))
+    for (const c of spinners) c.kill('SIGKILL')
+    const waited = stats.reduce((s, p) => s + p.runDelaySeconds, 0)
+    const ran = stats.reduce((s, p) => s + p.cpuSeconds, 0)
+    assert.ok(waited > 0.05, `${n} spinners on ${n - 1} cores waited ${waited.toFixed(3)} s in all (ran ${ran.toFixed(2)} CPU-s)`)
+    assert.ok(stats.every((p) => p.cpuSeconds > 0 && p.peakRssMiB > 0), JSON.stringify(stats))
+    assert.deepEqual(await procStats('gone', 2 ** 22 + 1), { name: 'gone', cpuSeconds: 0, peakRssMiB: 0, runDelaySeconds: 0 }, 'no such process: zeros')
+  })
+
+  it('reports the clients\' median run delay and the server\'s sum, and none for a system without processes', () => {
+    const proc = (name: string, runDelaySeconds: number): ProcStats => ({ name, cpuSeconds: 1, peakRssMiB: 100, runDelaySeconds })
+    const result = (system: 'damselfly' | 'direct', processes: ProcStats[]): ReturnType<typeof summarize> => summarize({
+      system, image: '1x128MiB', imageBytes: 128 * 2 ** 20, layers: 1, hosts: 3, rateBps: 100e6,
+      times: [13, 13.2, 13.4], failures: 0, origin: { bytes: 128 * 2 ** 20, blobGets: 1 }, processes, machineBusy: 0.7, loadAtStart: 1,
+      settle: { waitedMs: 0, busy: 0 }
+    })
+    const df = result('damselfly', [proc('dfdaemon-1', 2.5), proc('dfdaemon-2', 1.5), proc('dfdaemon-3', 2.0), proc('supernode', 1.75)])
+    assert.deepEqual(df.runDelay, { clientP50Sec: 2.0, serverSec: 1.75 })
+    const direct = result('direct', [])
+    assert.deepEqual(direct.runDelay, { clientP50Sec: null, serverSec: null })
+    const md = markdownTable([df, direct])
+    assert.match(md, /\| waiting for a core s client \/ server \|/)
+    assert.match(md, /^\| 1x128MiB \| 3 \| damselfly \|.*\| 3\.0 \/ 1\.0 \| 2\.00 \/ 1\.75 \| 100 \/ 100 \|/m)
+    assert.match(md, /^\| 1x128MiB \| 3 \| direct \|.*\| – \| – \| – \| 70 % \|/m)
+    const columns = (line: string): number => line.split('|').length
+    const lines = md.trim().split('\n')
+    assert.ok(lines.every((l) => columns(l) === columns(lines[0])), 'every row has the header\'s columns')
+  })
+})
