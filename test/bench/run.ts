@@ -173,7 +173,8 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
 function delayNote (r: ScenarioResult): string {
   const { clientP50Sec: c, serverSec: s } = r.runDelay
   if (c === null && s === null) return ''
-  return ` (main threads waited for a core ${c === null ? '–' : c.toFixed(2)} s per client, p50, ${s === null ? '–' : s.toFixed(2)} s the server)`
+  const parts = [...(c !== null ? [`${c.toFixed(2)} s per client (p50)`] : []), ...(s !== null ? [`${s.toFixed(2)} s the server`] : [])]
+  return ` (main threads waited for a core ${parts.join(', ')})`
 }
 
 function warmNote (w: WarmedUp | undefined): string {
