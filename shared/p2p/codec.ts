@@ -70,7 +70,7 @@ export class FramedStream {
   async readMessage<S extends TSchema>(schema: S, options: ReadMessageOptions & { allowEnd: true }): Promise<Static<S> | null>
   async readMessage<S extends TSchema>(schema: S, options?: ReadMessageOptions & { allowEnd?: false }): Promise<Static<S>>
   async readMessage<S extends TSchema>(schema: S, options: ReadMessageOptions = {}): Promise<Static<S> | null> {
-    const frame = await this.readFrame(this.maxMessageBytes, options.allowEnd === true, options.signal, options.timeoutMs)
+    const frame = await this.readFrame(this.maxMessageBytes, { allowEnd: options.allowEnd === true, signal: options.signal, timeoutMs: options.timeoutMs })
     if (frame == null) return null
     let value: unknown
     try {
@@ -88,7 +88,7 @@ export class FramedStream {
       this.counting = true
       this.stream.addEventListener('message', (evt) => { this.received += evt.data.byteLength })
     }
-    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), false, signal, undefined, () => this.received)
+    const frame = await this.readFrame(Math.min(this.maxPayloadBytes, expectedLength), { signal, progress: () => this.received })
     if (frame == null || frame.byteLength !== expectedLength) {
       throw new ProtocolError(`payload of ${frame?.byteLength ?? 0} bytes, expected ${expectedLength}`)
     }
@@ -131,7 +131,13 @@ export class FramedStream {
     this.stream.abort(err)
   }
 
-  private async readFrame (max: number, allowEnd: boolean, signal?: AbortSignal, timeoutMs?: number, progress?: () => number): Promise<Uint8ArrayList | null> {
+  /**
+   * One length-prefixed frame of at most `max` bytes within `timeoutMs` (the stream's message
+   * timeout by default) — with `progress`, within `timeoutMs` of the last bytes received, up to
+   * PAYLOAD_MAX_DEADLINES times it in all; null for a clean end of stream where `allowEnd` allows one.
+   */
+  private async readFrame (max: number, opts: { allowEnd?: boolean, signal?: AbortSignal, timeoutMs?: number, progress?: () => number }): Promise<Uint8ArrayList | null> {
+    const { allowEnd = false, signal, timeoutMs, progress } = opts
     // a frame already received in full (the haves a neighbour sent together, a
     // request behind the last): taken at once, with no deadline or wait to set up
     const received = receivedBytes(this.bytes)
