@@ -10,7 +10,7 @@
 import '../../shared/polyfill.js'
 import { fileURLToPath } from 'node:url'
 import { Cleanup } from './cleanup.js'
-import { markdownTable, singleHostMarkdown, trackerMarkdown } from './report.js'
+import { cpuLimitMarkdown, markdownTable, singleHostMarkdown, trackerMarkdown } from './report.js'
 import { runBench } from './run.js'
 import { parseArgs, USAGE } from './scenarios.js'
 
@@ -45,7 +45,7 @@ async function main (): Promise<number> {
   process.on('exit', () => { cleanup.runAll() })
   try {
     const run = await runBench(opts, cleanup, (line) => { out(`bench: ${line}\n`) })
-    if (opts.parts.includes('swarm')) out(`\n${markdownTable(run.results)}\n`)
+    if (opts.parts.includes('swarm')) out(`\n${markdownTable(run.results)}\n${cpuLimitMarkdown(run.results)}\n`)
     if (run.singleHost !== undefined) out(`\n${singleHostMarkdown(run.singleHost)}\n`)
     if (run.tracker !== undefined) out(`\n${trackerMarkdown(run.tracker)}\n`)
     out(`load average before ${run.machine.loadBefore.join(' ')}, after ${run.machine.loadAfter?.join(' ')} on ${run.machine.cores} cores\n`)

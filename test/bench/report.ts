@@ -56,6 +56,58 @@ ${[head, rule, ...rows].join('\n')}
 `
 }
 
+/** A scenario counts as CPU-bound when the machine was at least this busy through the pulls… */
+export const CPU_BOUND_BUSY = 0.9
+/** …or the clients' main threads waited for a core at least this share of the p50 time. */
+export const CPU_BOUND_WAIT = 0.1
+
+/** The clients' median wait for a core over the p50 time; null where there is no client process or no p50. */
+export function waitShare (r: ScenarioResult): number | null {
+  const wait = r.runDelay.clientP50Sec
+  return wait === null || !Number.isFinite(r.p50) || r.p50 <= 0 ? null : wait / r.p50
+}
+
+export function cpuBound (r: ScenarioResult): boolean {
+  const share = waitShare(r)
+  return (Number.isFinite(r.machineBusy) && r.machineBusy >= CPU_BOUND_BUSY) || (share !== null && share >= CPU_BOUND_WAIT)
+}
+
+/**
+ * Where the machine's cores became the limit, per image and system: the N at which a scenario
+ * was CPU-bound (see CPU_BOUND_BUSY, CPU_BOUND_WAIT) with the figures that say so, and the
+ * most the others showed.
+ */
+export function cpuLimitMarkdown (results: ScenarioResult[]): string {
+  if (results.length === 0) return ''
+  const pct = (x: number | null): string => x === null || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(0)} %`
+  const figures = (rs: ScenarioResult[]): string => {
+    const hasClients = rs.some((r) => waitShare(r) !== null)
+    return `${hasClients ? `the clients' loops waited for a core ${rs.map((r) => pct(waitShare(r))).join(' / ')} of the p50 time, ` : ''}the machine ${rs.map((r) => pct(r.machineBusy)).join(' / ')} busy`
+  }
+  const lines: string[] = []
+  const keys = [...new Set(results.map((r) => `${r.image}\u0000${r.system}`))]
+  for (const key of keys) {
+    const [image, system] = key.split('\u0000')
+    const rows = results.filter((r) => r.image === image && r.system === system).sort((a, b) => a.hosts - b.hosts)
+    const bound = rows.filter(cpuBound)
+    const free = rows.filter((r) => !cpuBound(r))
+    const ns = (rs: ScenarioResult[]): string => rs.map((r) => r.hosts).join(', ')
+    const parts = [
+      ...(bound.length > 0 ? [`CPU-bound at N = ${ns(bound)} (${figures(bound)})`] : []),
+      ...(free.length > 0 ? [`${bound.length > 0 ? 'not' : 'not CPU-bound'} at N = ${ns(free)} (${figures(free)})`] : [])
+    ]
+    lines.push(`- ${image}, ${system}: ${parts.join('; ')}${rows.every((r) => waitShare(r) === null) ? ' — no client process of its own to watch' : ''}`)
+  }
+  return `## Where the cores became the limit
+
+A scenario counts as CPU-bound when the machine was at least ${(100 * CPU_BOUND_BUSY).toFixed(0)} % busy through the pulls, or when the clients' main
+threads (a daemon's event loop, aria2c) waited for a core at least ${(100 * CPU_BOUND_WAIT).toFixed(0)} % of the p50 time: a relay whose loop waits
+cannot pass pieces on, however idle the cores are on average.
+
+${lines.join('\n')}
+`
+}
+
 const PATHS: Record<SinglePath, string> = {
   origin: 'origin, direct',
   'dfdaemon-cold': 'dfdaemon cold (origin → supernode → daemon)',

@@ -15,7 +15,7 @@ import { summarize, type ScenarioResult } from './figures.js'
 import { defaultCongestionControl, loopbackTopology, netnsTopology, type Topology } from './hosts.js'
 import { LinkSampler, linkFigures, type LinkFigures } from './links.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
-import { linksMarkdown, markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
+import { cpuLimitMarkdown, linksMarkdown, markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
 import type { BenchOptions, SystemName } from './scenarios.js'
 import { runSingleHost, type SingleHostResult } from './single-host.js'
 import { startBittorrent } from './systems/bittorrent.js'
@@ -242,7 +242,7 @@ async function writeResults (run: BenchRun): Promise<void> {
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
   const sections = [
-    ...(swarm ? [markdownTable(results), linksMarkdown(results)].filter((section) => section !== '') : []),
+    ...(swarm ? [markdownTable(results), linksMarkdown(results), cpuLimitMarkdown(results)].filter((section) => section !== '') : []),
     ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
     ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
   ]

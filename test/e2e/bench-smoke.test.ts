@@ -79,6 +79,8 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.match(md, /\| duplicates ÷ image \|/)
     assert.match(md, /\| waiting for a core s client \/ server \|/)
     assert.doesNotMatch(md, /Unfinished/)
+    assert.match(md, /^## Where the cores became the limit$/m)
+    assert.match(md, /^- 2x2MiB, damselfly: (CPU-bound|not CPU-bound) at N = 2 \(the clients' loops waited for a core \d+ % of the p50 time, the machine \d+ % busy\)$/m)
     assert.doesNotMatch(md, /^## Where the time went$/m, 'no link section without link counters')
     assert.match(md, /every host pulled a 1 MiB warm-up image through each system first;/, 'the header says the systems were warmed up (and names no BitTorrent exception without BitTorrent)')
     assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { parseSchedstat, procStats, type ProcStats } from '../../bench/proc.js'
 import { summarize } from '../../bench/figures.js'
-import { markdownTable } from '../../bench/report.js'
+import { cpuBound, cpuLimitMarkdown, markdownTable } from '../../bench/report.js'
 
 describe('bench process figures', () => {
   const spinners: ChildProcess[] = []
@@ -54,5 +54,26 @@ describe('bench process figures', () => {
     const columns = (line: string): number => line.split('|').length
     const lines = md.trim().split('\n')
     assert.ok(lines.every((l) => columns(l) === columns(lines[0])), 'every row has the header\'s columns')
+  })
+
+  it('says per image and system at which N the cores were the limit, and by which figure', () => {
+    const row = (system: 'damselfly' | 'bittorrent' | 'direct', hosts: number, p50: number, busy: number, clientWait?: number): ReturnType<typeof summarize> => summarize({
+      system, image: '1x128MiB', imageBytes: 128 * 2 ** 20, layers: 1, hosts, rateBps: 100e6,
+      times: [p50], failures: 0, origin: { bytes: 0, blobGets: 0 }, machineBusy: busy, loadAtStart: 1, settle: { waitedMs: 0, busy: 0 },
+      processes: clientWait === undefined ? [] : [{ name: 'dfdaemon-1', cpuSeconds: 1, peakRssMiB: 100, runDelaySeconds: clientWait }]
+    })
+    const rows = [
+      row('damselfly', 2, 12, 0.32, 0.72), // 6 % waiting, 32 % busy: not bound
+      row('damselfly', 4, 13, 0.70, 2.6), // 20 % waiting at 70 % busy: bound by the wait
+      row('damselfly', 8, 20, 0.95, 1.0), // 5 % waiting, 95 % busy: bound by the busy share
+      row('bittorrent', 4, 14, 0.16, 0.2),
+      row('direct', 4, 40, 0.93)
+    ]
+    assert.deepEqual(rows.map(cpuBound), [false, true, true, false, true])
+    const md = cpuLimitMarkdown(rows)
+    assert.match(md, /^- 1x128MiB, damselfly: CPU-bound at N = 4, 8 \(the clients' loops waited for a core 20 % \/ 5 % of the p50 time, the machine 70 % \/ 95 % busy\); not at N = 2 \(the clients' loops waited for a core 6 % of the p50 time, the machine 32 % busy\)$/m)
+    assert.match(md, /^- 1x128MiB, bittorrent: not CPU-bound at N = 4 \(the clients' loops waited for a core 1 % of the p50 time, the machine 16 % busy\)$/m)
+    assert.match(md, /^- 1x128MiB, direct: CPU-bound at N = 4 \(the machine 93 % busy\) — no client process of its own to watch$/m)
+    assert.equal(cpuLimitMarkdown([]), '', 'no swarm scenarios, no section')
   })
 })
