@@ -2,15 +2,18 @@
  * The emulated hosts. `netns`: one network namespace per host, all on one bridge in a hub
  * namespace, each with its own address in a private /24 and a tbf cap in both directions (the
  * host's eth0 egress is its upload; the hub-side veth's egress is its download), and a blackhole
- * route for the /24 in the root namespace so nothing sent there leaves the machine.
+ * route for the /24 in the root namespace so nothing sent there leaves the machine; with
+ * `cpuGroups`, each host's processes also share one CPU group of equal weight (cpu-groups.ts).
  * `loopback`: every host is 127.0.0.1 with its own ports and no cap (the smoke test's mode).
  */
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { freePort } from '../helpers/ports.js'
 import type { Cleanup } from './cleanup.js'
+import { cpuGroupRoot, enterGroup } from './cpu-groups.js'
 
 const run = promisify(execFile)
 
@@ -112,9 +115,11 @@ async function setCongestionControl (ns: string, name: string): Promise<void> {
  * Creates hub + `clients + 2` hosts. Every namespace, the route and the veths are registered in
  * `cleanup` as they appear, so a failure half-way still removes them all.
  */
-export async function netnsTopology (clients: number, rate: string, cleanup: Cleanup, tcpCc?: string): Promise<Topology> {
+export async function netnsTopology (clients: number, rate: string, cleanup: Cleanup, tcpCc?: string, cpuGroups = false): Promise<Topology> {
   const bps = parseRate(rate)
   const id = randomBytes(2).toString('hex')
+  const groupRoot = cpuGroups ? await cpuGroupRoot() : undefined
+  const groups: string[] = []
   const net = await freeSubnet()
   const hub = `dfb${id}-hub`
   const names: string[] = []
@@ -143,7 +148,15 @@ export async function netnsTopology (clients: number, rate: string, cleanup: Cle
     if (tcpCc !== undefined) await setCongestionControl(ns, tcpCc)
     await inNs(ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', ...tbf) // upload
     await inNs(hub, 'tc', 'qdisc', 'add', 'dev', peer, ...tbf) // download
-    return { name, addr, prefix: ['nsenter', `--net=/run/netns/${ns}`], port: async (_role, wellKnown) => wellKnown }
+    let group: string[] = []
+    if (groupRoot !== undefined) {
+      const path = join(groupRoot, ns)
+      await mkdir(path)
+      cleanup.cgroup(path)
+      groups.push(path)
+      group = enterGroup(path)
+    }
+    return { name, addr, prefix: [...group, 'nsenter', `--net=/run/netns/${ns}`], port: async (_role, wellKnown) => wellKnown }
   }
   const origin = await make(1, 'origin')
   const server = await make(2, 'server')
@@ -174,6 +187,7 @@ export async function netnsTopology (clients: number, rate: string, cleanup: Cle
     down: () => {
       try { process.kill(readerPid, 'SIGKILL') } catch { /* already gone */ }
       cleanup.forgetPid(readerPid)
+      for (const g of groups) cleanup.removeCgroup(g)
       for (const n of names.reverse()) cleanup.removeNetns(n)
     }
   }

@@ -60,6 +60,8 @@ export interface Machine {
   label: string
   /** TCP congestion control of the emulated hosts (netns only), and whether it is the kernel's default. */
   tcp?: string
+  /** Whether each emulated host had a CPU group of its own (--cpu-groups). */
+  cpuGroups?: boolean
 }
 
 export interface BenchRun {
@@ -202,7 +204,7 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   const machine: Machine = {
     cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(),
     node: process.version, loadBefore: loadavg().map((x) => Number(x.toFixed(2))), date: new Date().toISOString(), label: opts.label,
-    ...(swarm && opts.mode === 'netns' ? { tcp: opts.tcpCc ?? `${await defaultCongestionControl()} (the kernel's default)` } : {})
+    ...(swarm && opts.mode === 'netns' ? { tcp: opts.tcpCc ?? `${await defaultCongestionControl()} (the kernel's default)`, cpuGroups: opts.cpuGroups === true } : {})
   }
   const workDir = await mkdtemp(join(tmpdir(), 'damselfly-bench-'))
   if (opts.keep === true) log(`keeping ${workDir}`)
@@ -237,7 +239,7 @@ async function writeResults (run: BenchRun): Promise<void> {
   const { machine, options: opts, results, singleHost, tracker, files, unfinished } = run
   const swarm = opts.parts.includes('swarm')
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
-  const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}` : 'loopback, no cap'
+  const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'
   const load = `load average ${machine.loadBefore[0]} before${machine.loadAfter !== undefined ? `, ${machine.loadAfter[0]} after` : ''}`
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
@@ -259,7 +261,7 @@ async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: str
   const images = await prepareImages([...opts.images, ...warmupSpec], storage, workDir, cleanup)
   const warmupImage = warmupSpec.length > 0 ? images.pop() : undefined
   const maxN = Math.max(...opts.hostCounts)
-  const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup, opts.tcpCc) : loopbackTopology(maxN)
+  const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup, opts.tcpCc, opts.cpuGroups === true) : loopbackTopology(maxN)
   log(opts.mode === 'netns'
     ? `hosts: origin ${topo.origin.addr}, server ${topo.server.addr}, clients ${topo.clients[0].addr}…${topo.clients[maxN - 1].addr}, ${opts.rate} each way`
     : `hosts: all on 127.0.0.1, no cap`)

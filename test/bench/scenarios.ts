@@ -38,6 +38,8 @@ export interface BenchOptions {
   rate: string
   /** TCP congestion control for every emulated host (netns only); the kernel's default when unset. */
   tcpCc?: string
+  /** Swarm on namespaces: one CPU group of equal weight per host (see cpu-groups.ts). */
+  cpuGroups?: boolean
   hostCounts: number[]
   images: ImageSpec[]
   systems: SystemName[]
@@ -81,7 +83,7 @@ export const SMOKE_TRACKER: TrackerScaleOptions = { peers: 200, blobs: 20, blobs
 
 export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker] [--out DIR] [--label TEXT] [--keep]
                           [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
-                          [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--loopback]
+                          [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--cpu-groups] [--loopback]
                           [--settle SECONDS] [--warmup MiB]
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
@@ -99,6 +101,9 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tra
   --tcp-cc    swarm: TCP congestion control of every emulated host (default: the kernel's, which
               a namespace inherits); a namespace may use only those the host allows
               (net.ipv4.tcp_allowed_congestion_control)
+  --cpu-groups  swarm: every emulated host's processes share one CPU group (cgroup) of equal
+              weight, so under contention each host gets an equal share of the cores, as hosts
+              with cores of their own would, instead of each process competing on its own
   --settle    swarm: once a system has started, sync and wait until the machine is under 20 %
               busy over half a second, at most this long (default 10; 0 pulls at once)
   --warmup    swarm: once a system has started, every host first pulls an unrelated image of one
@@ -143,6 +148,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     }
     if (a === '--quick' || a === '--loopback') continue
     else if (a === '--keep') opts.keep = true
+    else if (a === '--cpu-groups') opts.cpuGroups = true
     else if (a === '--hosts') opts.hostCounts = value().split(',').map(Number)
     else if (a === '--systems') opts.systems = value().split(',') as SystemName[]
     else if (a === '--images') opts.images = value().split(',').map(imageOf)
@@ -162,6 +168,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else throw new Error(`unknown argument ${a}\n${USAGE}`)
   }
   if (opts.hostCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 200)) throw new Error(`--hosts wants counts from 1 to 200\n${USAGE}`)
+  if (opts.cpuGroups === true && opts.mode === 'loopback') throw new Error(`--cpu-groups is for the emulated hosts, not --loopback\n${USAGE}`)
   if (opts.tcpCc !== undefined && !/^[a-z0-9_]{1,16}$/.test(opts.tcpCc)) throw new Error(`--tcp-cc wants an algorithm name such as reno or cubic\n${USAGE}`)
   const bad = opts.systems.filter((s) => !SYSTEMS.includes(s))
   if (bad.length > 0) throw new Error(`unknown system ${bad.join(', ')}\n${USAGE}`)
