@@ -116,8 +116,8 @@ The swarm part runs as root (namespaces, tc) unless --loopback; the others need 
 Writes results.json, results.md (and results.svg with the swarm) to --out.`
 
 function imageOf (s: string): ImageSpec {
-  const m = /^(\d+)x(\d+)MiB$/.exec(s)
-  if (m === null) throw new Error(`image spec must look like 8x32MiB, got ${s}`)
+  const m = /^([1-9]\d{0,3})x([1-9]\d{0,4})MiB$/.exec(s)
+  if (m === null) throw new Error(`image spec must look like 8x32MiB (1 to 9999 layers of 1 to 99999 MiB), got ${s}\n${USAGE}`)
   return { name: s, layers: Number(m[1]), layerBytes: Number(m[2]) * MiB }
 }
 
