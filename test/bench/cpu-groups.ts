@@ -27,9 +27,3 @@ export async function cpuGroupRoot (): Promise<string> {
 export function enterGroup (group: string): string[] {
   return ['sh', '-c', `echo $$ > '${group}/cgroup.procs' && exec "$@"`, 'sh']
 }
-
-/** The cgroup paths of a process, from /proc/PID/cgroup (one per hierarchy). */
-export async function groupsOf (pid: number): Promise<string[]> {
-  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8')
-  return text.trim().split('\n').map((line) => line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1))
-}

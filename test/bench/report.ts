@@ -74,30 +74,31 @@ export function cpuBound (r: ScenarioResult): boolean {
 
 /**
  * Where the machine's cores became the limit, per image and system: the N at which a scenario
- * was CPU-bound (see CPU_BOUND_BUSY, CPU_BOUND_WAIT) with the figures that say so, and the
- * most the others showed.
+ * was CPU-bound (see CPU_BOUND_BUSY, CPU_BOUND_WAIT) and the N at which it was not, each with
+ * the figures that say so.
  */
 export function cpuLimitMarkdown (results: ScenarioResult[]): string {
   if (results.length === 0) return ''
   const pct = (x: number | null): string => x === null || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(0)} %`
-  const figures = (rs: ScenarioResult[]): string => {
-    const hasClients = rs.some((r) => waitShare(r) !== null)
-    return `${hasClients ? `the clients' loops waited for a core ${rs.map((r) => pct(waitShare(r))).join(' / ')} of the p50 time, ` : ''}the machine ${rs.map((r) => pct(r.machineBusy)).join(' / ')} busy`
+  const groups = new Map<string, ScenarioResult[]>()
+  for (const r of results) {
+    const key = `${r.image}, ${r.system}`
+    groups.set(key, [...(groups.get(key) ?? []), r])
   }
-  const lines: string[] = []
-  const keys = [...new Set(results.map((r) => `${r.image}\u0000${r.system}`))]
-  for (const key of keys) {
-    const [image, system] = key.split('\u0000')
-    const rows = results.filter((r) => r.image === image && r.system === system).sort((a, b) => a.hosts - b.hosts)
+  const lines = [...groups].map(([key, group]) => {
+    const rows = group.sort((a, b) => a.hosts - b.hosts)
+    const hasClients = rows.some((r) => waitShare(r) !== null)
+    const figures = (rs: ScenarioResult[]): string =>
+      `${hasClients ? `the clients' loops waited for a core ${rs.map((r) => pct(waitShare(r))).join(' / ')} of the p50 time, ` : ''}the machine ${rs.map((r) => pct(r.machineBusy)).join(' / ')} busy`
+    const at = (rs: ScenarioResult[]): string => `at N = ${rs.map((r) => r.hosts).join(', ')} (${figures(rs)})`
     const bound = rows.filter(cpuBound)
     const free = rows.filter((r) => !cpuBound(r))
-    const ns = (rs: ScenarioResult[]): string => rs.map((r) => r.hosts).join(', ')
     const parts = [
-      ...(bound.length > 0 ? [`CPU-bound at N = ${ns(bound)} (${figures(bound)})`] : []),
-      ...(free.length > 0 ? [`${bound.length > 0 ? 'not' : 'not CPU-bound'} at N = ${ns(free)} (${figures(free)})`] : [])
+      ...(bound.length > 0 ? [`CPU-bound ${at(bound)}`] : []),
+      ...(free.length > 0 ? [`${bound.length > 0 ? 'not' : 'not CPU-bound'} ${at(free)}`] : [])
     ]
-    lines.push(`- ${image}, ${system}: ${parts.join('; ')}${rows.every((r) => waitShare(r) === null) ? ' — no client process of its own to watch' : ''}`)
-  }
+    return `- ${key}: ${parts.join('; ')}${hasClients ? '' : ' — no client process of its own to watch'}`
+  })
   return `## Where the cores became the limit
 
 A scenario counts as CPU-bound when the machine was at least ${(100 * CPU_BOUND_BUSY).toFixed(0)} % busy through the pulls, or when the clients' main

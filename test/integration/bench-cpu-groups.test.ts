@@ -7,14 +7,20 @@
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { access } from 'node:fs/promises'
+import { access, readFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { Cleanup } from '../bench/cleanup.js'
-import { cpuGroupRoot, groupsOf } from '../bench/cpu-groups.js'
+import { cpuGroupRoot } from '../bench/cpu-groups.js'
 import { netnsTopology, type Host, type Topology } from '../bench/hosts.js'
 import { procStats } from '../bench/proc.js'
 
 const exists = async (path: string): Promise<boolean> => await access(path).then(() => true, () => false)
+
+/** The cgroup paths of a process, one per hierarchy ("ID:CONTROLLERS:PATH" lines of /proc/PID/cgroup). */
+async function groupsOf (pid: number): Promise<string[]> {
+  const text = await readFile(`/proc/${pid}/cgroup`, 'utf8')
+  return text.trim().split('\n').map((line) => line.split(':').slice(2).join(':'))
+}
 
 describe('bench network: a CPU group per emulated host', () => {
   const cleanup = new Cleanup()

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { parseNetDev, type LinkBytes } from '../../bench/hosts.js'
 import { FIRST_BYTES, LinkSampler, linkFigures, type LinkFigures, type LinkSample } from '../../bench/links.js'
-import { summarize } from '../../bench/figures.js'
+import type { ScenarioResult } from '../../bench/figures.js'
+import { scenarioResult } from '../../helpers/bench-result.js'
 import { linksMarkdown } from '../../bench/report.js'
 
 const NET_DEV = `Inter-|   Receive                                                |  Transmit
@@ -97,11 +98,7 @@ describe('bench link counters', () => {
   })
 
   it('puts the medians over the hosts in the results and a row per run with counters in the report', () => {
-    const result = (system: 'damselfly' | 'bittorrent', times: number[], links?: LinkFigures): ReturnType<typeof summarize> => summarize({
-      system, image: '1x128MiB', imageBytes: 128 * 2 ** 20, layers: 1, hosts: times.length, rateBps: 100e6,
-      times, failures: 0, origin: { bytes: 0, blobGets: 0 }, processes: [], machineBusy: 0.5, loadAtStart: 1,
-      settle: { waitedMs: 0, busy: 0 }, links
-    })
+    const result = (system: 'damselfly' | 'bittorrent', times: number[], links?: LinkFigures): ScenarioResult => scenarioResult({ system, times, links })
     const df = result('damselfly', [13.0, 13.2, 13.4], { firstByte: [0.5, null, 0.7], downloadUse: [0.9, 0.8, null], originDone: 12.0 })
     assert.equal(df.links?.firstByteP50, 0.5, 'the median of the known values (nearest rank of two: the lower)')
     assert.equal(df.links?.downloadUseP50, 0.8)

@@ -8,7 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { parseSchedstat, procStats, type ProcStats } from '../../bench/proc.js'
-import { summarize } from '../../bench/figures.js'
+import type { ScenarioResult } from '../../bench/figures.js'
+import { scenarioResult } from '../../helpers/bench-result.js'
 import { cpuBound, cpuLimitMarkdown, markdownTable } from '../../bench/report.js'
 
 describe('bench process figures', () => {
@@ -38,11 +39,7 @@ describe('bench process figures', () => {
 
   it('reports the clients\' median run delay and the server\'s sum, and none for a system without processes', () => {
     const proc = (name: string, runDelaySeconds: number): ProcStats => ({ name, cpuSeconds: 1, peakRssMiB: 100, runDelaySeconds })
-    const result = (system: 'damselfly' | 'direct', processes: ProcStats[]): ReturnType<typeof summarize> => summarize({
-      system, image: '1x128MiB', imageBytes: 128 * 2 ** 20, layers: 1, hosts: 3, rateBps: 100e6,
-      times: [13, 13.2, 13.4], failures: 0, origin: { bytes: 128 * 2 ** 20, blobGets: 1 }, processes, machineBusy: 0.7, loadAtStart: 1,
-      settle: { waitedMs: 0, busy: 0 }
-    })
+    const result = (system: 'damselfly' | 'direct', processes: ProcStats[]): ScenarioResult => scenarioResult({ system, times: [13, 13.2, 13.4], processes, machineBusy: 0.7 })
     const df = result('damselfly', [proc('dfdaemon-1', 2.5), proc('dfdaemon-2', 1.5), proc('dfdaemon-3', 2.0), proc('supernode', 1.75)])
     assert.deepEqual(df.runDelay, { clientP50Sec: 2.0, serverSec: 1.75 })
     const direct = result('direct', [])
@@ -57,9 +54,8 @@ describe('bench process figures', () => {
   })
 
   it('says per image and system at which N the cores were the limit, and by which figure', () => {
-    const row = (system: 'damselfly' | 'bittorrent' | 'direct', hosts: number, p50: number, busy: number, clientWait?: number): ReturnType<typeof summarize> => summarize({
-      system, image: '1x128MiB', imageBytes: 128 * 2 ** 20, layers: 1, hosts, rateBps: 100e6,
-      times: [p50], failures: 0, origin: { bytes: 0, blobGets: 0 }, machineBusy: busy, loadAtStart: 1, settle: { waitedMs: 0, busy: 0 },
+    const row = (system: 'damselfly' | 'bittorrent' | 'direct', hosts: number, p50: number, busy: number, clientWait?: number): ScenarioResult => scenarioResult({
+      system, hosts, times: [p50], machineBusy: busy,
       processes: clientWait === undefined ? [] : [{ name: 'dfdaemon-1', cpuSeconds: 1, peakRssMiB: 100, runDelaySeconds: clientWait }]
     })
     const rows = [
