@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 /**
- * `npm run bench [-- --quick] [-- --only swarm,single,tracker]`: N emulated hosts pulling one
+ * `npm run bench [-- --quick] [-- --only swarm,single,tracker,cost]`: N emulated hosts pulling one
  * image at once through damselfly, straight from the origin, through an nginx cache and over
  * BitTorrent, on one namespace network with a per-host bandwidth cap; one dfdaemon's throughput
- * and time to first byte on loopback; the tracker under announces from many peers. Prints the
- * tables; writes JSON, Markdown and SVG to test/bench/results/. Everything it creates is removed
- * at the end, on failure and on SIGINT.
+ * and time to first byte on loopback; the tracker under announces from many peers; CPU per GiB
+ * through each layer of the transport. Prints the tables; writes JSON, Markdown and SVG to
+ * test/bench/results/. Everything it creates is removed at the end, on failure and on SIGINT.
  */
 import '../../shared/polyfill.js'
 import { fileURLToPath } from 'node:url'
 import { Cleanup } from './cleanup.js'
-import { cpuLimitMarkdown, markdownTable, singleHostMarkdown, trackerMarkdown } from './report.js'
+import { costMarkdown, cpuLimitMarkdown, markdownTable, singleHostMarkdown, trackerMarkdown } from './report.js'
 import { runBench } from './run.js'
 import { parseArgs, USAGE } from './scenarios.js'
 
@@ -48,6 +48,7 @@ async function main (): Promise<number> {
     if (opts.parts.includes('swarm')) out(`\n${markdownTable(run.results)}\n${cpuLimitMarkdown(run.results)}\n`)
     if (run.singleHost !== undefined) out(`\n${singleHostMarkdown(run.singleHost)}\n`)
     if (run.tracker !== undefined) out(`\n${trackerMarkdown(run.tracker)}\n`)
+    if (run.cost !== undefined) out(`\n${costMarkdown(run.cost, run.results)}\n`)
     out(`load average before ${run.machine.loadBefore.join(' ')}, after ${run.machine.loadAfter?.join(' ')} on ${run.machine.cores} cores\n`)
     out(`wrote ${[run.files.json, run.files.markdown, ...(run.files.svg !== undefined ? [run.files.svg] : [])].join(', ')}\n`)
     const t = run.tracker

@@ -1,11 +1,12 @@
 /**
- * The results as Markdown — the swarm table, the single-host and tracker sections — and the
+ * The results as Markdown — the swarm table, the single-host, tracker and transport cost sections — and the
  * swarm's SVG chart (completion time against N, a line per system).
  */
 import type { ScenarioResult } from './figures.js'
 import type { SingleHostResult, SinglePath } from './single-host.js'
 import type { PhaseFigures } from './tracker-load.js'
 import type { TrackerScaleResult } from './tracker-scale.js'
+import type { TransportCostResult, TransportPath } from './transport-cost.js'
 
 const f1 = (x: number | null | undefined): string => x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(1)
 const f2 = (x: number | null | undefined): string => x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2)
@@ -246,4 +247,43 @@ function niceStep (x: number): number {
 
 function escapeXml (s: string): string {
   return s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' }[c] ?? c))
+}
+
+const TRANSPORT: Record<TransportPath, string> = {
+  tcp: 'plain TCP socket',
+  libp2p: 'libp2p stream (TCP + noise + yamux)',
+  pieces: 'damselfly piece exchange over it (sha256 checked)',
+  sha256: 'sha256 alone'
+}
+
+/**
+ * CPU per GiB through each layer of the transport; with the swarm part, what each system's
+ * clients spent per GiB they received, against it.
+ */
+export function costMarkdown (c: TransportCostResult, results: ScenarioResult[]): string {
+  const tcp = c.rows.find((r) => r.path === 'tcp')?.cpuSecPerGiB ?? NaN
+  const pieces = c.rows.find((r) => r.path === 'pieces')?.cpuSecPerGiB ?? NaN
+  const head = '| path | CPU s per GiB (both ends) | ÷ plain TCP | MB/s |'
+  const rule = '| --- | ---: | ---: | ---: |'
+  const rows = c.rows.map((r) => `| ${TRANSPORT[r.path]} | ${f2(r.cpuSecPerGiB)} | ${r.path === 'tcp' ? '1.00' : f2(r.cpuSecPerGiB / tcp)} | ${r.mbps.toFixed(0)} |`)
+  const inSwarm = results.filter((r) => r.processes.length > 0 && r.failures === 0 && r.cpu.clientsSec > 0).map((r) => {
+    const perGiB = r.cpu.clientsSec / (r.hosts * r.imageBytes / 2 ** 30)
+    return `- ${r.image}, N = ${r.hosts}, ${r.system}: ${f1(perGiB)} CPU s per GiB each client received (${f1(perGiB / pieces)}× the piece exchange's both ends)`
+  })
+  return `## Transport cost
+
+CPU seconds of the bench's own process per GiB moved (sender and receiver both in it, kernel time included), on
+loopback with nothing else running: ${(c.bytes / MiB).toFixed(0)} MiB through each path in ${(c.pieceBytes / 1024).toFixed(0)} KiB pieces, median of ${c.repeats} run${c.repeats === 1 ? '' : 's'}, interleaved.
+The piece exchange is what a daemon's upload and its neighbour's download cost together, before its store, its mirror and
+its client.
+
+${[head, rule, ...rows].join('\n')}
+${inSwarm.length > 0
+  ? `
+In the swarm part, a client received each byte once, and a relay also sent some on and (damselfly) served all of it
+to its local skopeo; its CPU per GiB received, all of that included, against the piece exchange alone:
+
+${inSwarm.join('\n')}
+`
+  : ''}`
 }

@@ -1,8 +1,8 @@
 /**
  * One bench run. The swarm part: push the images, build the hosts, then for every image, every N
  * and every system start the system cold, let N hosts pull at the same moment, take the figures,
- * tear the system down. Then the single-host part (single-host.ts) and the tracker part
- * (tracker-scale.ts), each when asked for. The CLI (main.ts) and the smoke test both come through here.
+ * tear the system down. Then the single-host part (single-host.ts), the tracker part
+ * (tracker-scale.ts) and the transport's cost (transport-cost.ts), each when asked for. The CLI (main.ts) and the smoke test both come through here.
  */
 import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
@@ -15,7 +15,7 @@ import { summarize, type ScenarioResult } from './figures.js'
 import { defaultCongestionControl, loopbackTopology, netnsTopology, type Topology } from './hosts.js'
 import { LinkSampler, linkFigures, type LinkFigures } from './links.js'
 import { prepareImages, startOrigin, type PreparedImage } from './origin.js'
-import { cpuLimitMarkdown, linksMarkdown, markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
+import { costMarkdown, cpuLimitMarkdown, linksMarkdown, markdownTable, singleHostMarkdown, svgChart, trackerMarkdown } from './report.js'
 import type { BenchOptions, SystemName } from './scenarios.js'
 import { runSingleHost, type SingleHostResult } from './single-host.js'
 import { startBittorrent } from './systems/bittorrent.js'
@@ -24,6 +24,7 @@ import { startDirect } from './systems/direct.js'
 import { startNginx } from './systems/nginx.js'
 import type { Collected, RunningSystem, ScenarioContext, SystemFactory } from './systems/system.js'
 import { runTrackerScale, type TrackerScaleResult } from './tracker-scale.js'
+import { runTransportCost, type TransportCostResult } from './transport-cost.js'
 import { waitForQuiet, type Settled } from './quiet.js'
 import { countersSince, warmUp, type WarmedUp } from './warmup.js'
 
@@ -72,6 +73,7 @@ export interface BenchRun {
   results: ScenarioResult[]
   singleHost?: SingleHostResult
   tracker?: TrackerScaleResult
+  cost?: TransportCostResult
   /** The SVG chart is of the swarm part: written only when it ran. */
   files: { json: string, markdown: string, svg?: string }
   /** While the run is under way (and in the files of one that failed or was stopped): what it still lacked. */
@@ -219,7 +221,8 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
     const pending = [
       ...(run.results.length < scenarios ? [`${scenarios - run.results.length} of ${scenarios} swarm scenarios`] : []),
       ...(opts.parts.includes('single') && run.singleHost === undefined ? ['the single-host part'] : []),
-      ...(opts.parts.includes('tracker') && run.tracker === undefined ? ['the tracker part'] : [])
+      ...(opts.parts.includes('tracker') && run.tracker === undefined ? ['the tracker part'] : []),
+      ...(opts.parts.includes('cost') && run.cost === undefined ? ['the transport cost part'] : [])
     ]
     run.unfinished = pending.length === 0 ? undefined : `Unfinished run, still to come: ${pending.join(', ')}`
     await writeResults(run)
@@ -228,6 +231,7 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   if (swarm) await runSwarm(opts, systems, workDir, cleanup, log, async (r) => { run.results.push(r); await save() })
   if (opts.parts.includes('single')) { run.singleHost = await runSingleHost(opts.single, workDir, cleanup, opts.keep === true, log); await save() }
   if (opts.parts.includes('tracker')) { run.tracker = await runTrackerScale(opts.tracker, workDir, cleanup, log); await save() }
+  if (opts.parts.includes('cost')) { run.cost = await runTransportCost(opts.cost, log); await save() }
   machine.loadAfter = loadavg().map((x) => Number(x.toFixed(2)))
   await writeResults(run)
   if (opts.keep !== true) await rm(workDir, { recursive: true, force: true })
@@ -236,7 +240,7 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
 
 /** results.json, results.md and (with the swarm) results.svg, finished or not. */
 async function writeResults (run: BenchRun): Promise<void> {
-  const { machine, options: opts, results, singleHost, tracker, files, unfinished } = run
+  const { machine, options: opts, results, singleHost, tracker, cost, files, unfinished } = run
   const swarm = opts.parts.includes('swarm')
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
   const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'
@@ -246,7 +250,8 @@ async function writeResults (run: BenchRun): Promise<void> {
   const sections = [
     ...(swarm ? [markdownTable(results), linksMarkdown(results), cpuLimitMarkdown(results)].filter((section) => section !== '') : []),
     ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
-    ...(tracker !== undefined ? [trackerMarkdown(tracker)] : [])
+    ...(tracker !== undefined ? [trackerMarkdown(tracker)] : []),
+    ...(cost !== undefined ? [costMarkdown(cost, results)] : [])
   ]
   await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
   await writeFile(files.markdown, `${unfinished !== undefined ? `**${unfinished}**\n\n` : ''}Bench ${machine.date} — ${where}; ${net}; ${load}${warm}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)

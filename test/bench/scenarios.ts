@@ -1,13 +1,17 @@
 /**
  * What a bench run measures: which parts; for the swarm, which images, how many hosts, which
- * systems, on which network; for one host, the blob size; for the tracker, how many peers.
+ * systems, on which network; for one host, the blob size; for the tracker, how many peers; for
+ * the transport's cost, how many bytes.
  */
 export type SystemName = 'damselfly' | 'direct' | 'nginx' | 'bittorrent'
 export const SYSTEMS: SystemName[] = ['damselfly', 'direct', 'nginx', 'bittorrent']
 
-/** swarm: N hosts at once; single: one host's throughput and time to first byte; tracker: announces at scale. */
-export type BenchPart = 'swarm' | 'single' | 'tracker'
-export const PARTS: BenchPart[] = ['swarm', 'single', 'tracker']
+/**
+ * swarm: N hosts at once; single: one host's throughput and time to first byte; tracker: announces
+ * at scale; cost: CPU per GiB through each layer of the transport.
+ */
+export type BenchPart = 'swarm' | 'single' | 'tracker' | 'cost'
+export const PARTS: BenchPart[] = ['swarm', 'single', 'tracker', 'cost']
 
 export interface SingleHostOptions {
   /** Size of the one layer fetched. */
@@ -27,6 +31,13 @@ export interface TrackerScaleOptions {
   wireNodes: number
   /** Announces of each kind per node over the wire. */
   wireRounds: number
+}
+
+export interface TransportCostOptions {
+  /** Bytes moved through each path per run. */
+  bytes: number
+  /** Runs of each path, interleaved; the median is reported. */
+  repeats: number
 }
 
 export interface ImageSpec { name: string, layers: number, layerBytes: number }
@@ -51,6 +62,7 @@ export interface BenchOptions {
   pullTimeoutSec: number
   single: SingleHostOptions
   tracker: TrackerScaleOptions
+  cost: TransportCostOptions
   /** Keep the work dir (logs of every process) instead of removing it. */
   keep?: boolean
   /** Swarm: after a system starts, wait up to this long for the machine to be quiet before the pull (0: pull at once). */
@@ -80,23 +92,29 @@ export const SMOKE_SINGLE: SingleHostOptions = { blobBytes: 4 * MiB, repeats: 1 
 export const FULL_TRACKER: TrackerScaleOptions = { peers: 10_000, blobs: 1_000, blobsPerPeer: 8, wireNodes: 100, wireRounds: 20 }
 export const QUICK_TRACKER: TrackerScaleOptions = { peers: 10_000, blobs: 1_000, blobsPerPeer: 8, wireNodes: 50, wireRounds: 10 }
 export const SMOKE_TRACKER: TrackerScaleOptions = { peers: 200, blobs: 20, blobsPerPeer: 4, wireNodes: 4, wireRounds: 2 }
+export const FULL_COST: TransportCostOptions = { bytes: 1024 * MiB, repeats: 3 }
+export const QUICK_COST: TransportCostOptions = { bytes: 256 * MiB, repeats: 3 }
+export const SMOKE_COST: TransportCostOptions = { bytes: 8 * MiB, repeats: 1 }
 
-export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker] [--out DIR] [--label TEXT] [--keep]
+export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker,cost] [--out DIR] [--label TEXT] [--keep]
                           [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
                           [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--cpu-groups] [--loopback]
                           [--settle SECONDS] [--warmup MiB]
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
-  --only      the parts to run (default: all three):
+  --only      the parts to run (default: all four):
                 swarm    N hosts pull one image at once: damselfly, direct, nginx, BitTorrent;
                          on namespaces also where the time went (each host's link counters)
                 single   one dfdaemon on loopback, cold and warm, against curl and skopeo
                          straight from the origin: MB/s and time to first byte
                 tracker  the tracker under announces from many peers: announces/s, latency, memory
-  --quick     swarm: N = 1,2,4,8 and one 128 MiB layer; single: 64 MiB; tracker: 50 wire nodes
-              (a few minutes in all)
+                cost     CPU seconds per GiB through plain TCP, a libp2p stream, damselfly's piece
+                         exchange and sha256, on loopback in the bench's process
+  --quick     swarm: N = 1,2,4,8 and one 128 MiB layer; single: 64 MiB; tracker: 50 wire nodes;
+              cost: 256 MiB (a few minutes in all)
   (default)   swarm: N = 1,2,4,8,16 and images 1x256MiB, 8x32MiB, 50x1MiB; single: 256 MiB, 3 runs
-              of each; tracker: 10000 peers over 1000 blobs in-process, 100 nodes over the wire
+              of each; tracker: 10000 peers over 1000 blobs in-process, 100 nodes over the wire;
+              cost: 1 GiB, 3 runs of each
   --images    image specs COUNTxSIZE (MiB), e.g. 4x16MiB
   --tcp-cc    swarm: TCP congestion control of every emulated host (default: the kernel's, which
               a namespace inherits); a namespace may use only those the host allows
@@ -137,7 +155,8 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     settleSec: DEFAULT_SETTLE_SEC,
     warmupMiB: DEFAULT_WARMUP_MIB,
     single: { ...(quick ? QUICK_SINGLE : FULL_SINGLE) },
-    tracker: { ...(quick ? QUICK_TRACKER : FULL_TRACKER) }
+    tracker: { ...(quick ? QUICK_TRACKER : FULL_TRACKER) },
+    cost: { ...(quick ? QUICK_COST : FULL_COST) }
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cleanup } from '../bench/cleanup.js'
 import { runBench } from '../bench/run.js'
-import { SMOKE_IMAGES, SMOKE_SINGLE, SMOKE_TRACKER, type BenchOptions } from '../bench/scenarios.js'
+import { SMOKE_COST, SMOKE_IMAGES, SMOKE_SINGLE, SMOKE_TRACKER, type BenchOptions } from '../bench/scenarios.js'
 
 describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
   const cleanup = new Cleanup()
@@ -32,6 +32,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       parts: ['swarm'],
       single: SMOKE_SINGLE,
       tracker: SMOKE_TRACKER,
+      cost: SMOKE_COST,
       mode: 'loopback', rate: '100mbit', hostCounts: [2], images: SMOKE_IMAGES, systems: ['damselfly', 'direct'], outDir, label: 'smoke', pullTimeoutSec: 60,
       // the settle step runs (a sync and at least one look at the machine), bounded short here
       settleSec: 1,
@@ -89,12 +90,13 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.match(svg, /<polyline /)
   })
 
-  it('runs the single-host and tracker parts alone and produces their figures and sections', async () => {
+  it('runs the single-host, tracker and transport cost parts alone and produces their figures and sections', async () => {
     partsDir = await mkdtemp(join(tmpdir(), 'damselfly-bench-smoke-parts-'))
     const opts: BenchOptions = {
-      parts: ['single', 'tracker'],
+      parts: ['single', 'tracker', 'cost'],
       single: SMOKE_SINGLE,
       tracker: SMOKE_TRACKER,
+      cost: SMOKE_COST,
       mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60, settleSec: 0, warmupMiB: 0
     }
     const run = await runBench(opts, cleanup, () => undefined)
@@ -149,14 +151,26 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.equal(t.wire.trackerPeers, wireNodes)
     assert.ok(t.wire.supernode.rssAfterMiB > 10 && t.wire.supernode.heapAfterMiB > 1 && t.wire.supernode.cpuSec > 0)
 
-    const json = JSON.parse(await readFile(run.files.json, 'utf8')) as { singleHost?: { rows: unknown[] }, tracker?: { inProcess: unknown, wire: unknown } }
+    const cost = run.cost
+    assert.ok(cost !== undefined)
+    assert.deepEqual(cost.rows.map((r) => r.path), ['tcp', 'libp2p', 'pieces', 'sha256'])
+    assert.ok(cost.bytes >= SMOKE_COST.bytes && cost.bytes % cost.pieceBytes === 0, `${cost.bytes} bytes in ${cost.pieceBytes}-byte pieces`)
+    for (const r of cost.rows) {
+      assert.equal(r.runs.length, SMOKE_COST.repeats, r.path)
+      assert.ok(Number.isFinite(r.cpuSecPerGiB) && r.cpuSecPerGiB > 0 && Number.isFinite(r.mbps) && r.mbps > 0, `${r.path}: ${JSON.stringify(r)}`)
+    }
+
+    const json = JSON.parse(await readFile(run.files.json, 'utf8')) as { singleHost?: { rows: unknown[] }, tracker?: { inProcess: unknown, wire: unknown }, cost?: { rows: unknown[] } }
     assert.equal(json.singleHost?.rows.length, single.rows.length)
     assert.ok(json.tracker?.inProcess !== undefined && json.tracker.wire !== undefined)
+    assert.equal(json.cost?.rows.length, 4)
     const md = await readFile(run.files.markdown, 'utf8')
     assert.match(md, /^## Single host$/m)
     assert.match(md, /\| curl \| dfdaemon warm \(local hit\) \| \d+ \|/)
     assert.match(md, /^## Tracker scale$/m)
     assert.match(md, /\| in-process \| seed \(4 blobs whole\) \| 200 \| 20 \| 200 \| 800 \|/)
     assert.match(md, /\| wire \| download /)
+    assert.match(md, /^## Transport cost$/m)
+    assert.match(md, /^\| damselfly piece exchange over it \(sha256 checked\) \| \d+\.\d\d \| \d+\.\d\d \| \d+ \|$/m)
   })
 })

@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { parseArgs, FULL_IMAGES, QUICK_IMAGES, DEFAULT_WARMUP_MIB, DEFAULT_SETTLE_SEC } from '../../bench/scenarios.js'
+import { parseArgs, FULL_COST, FULL_IMAGES, QUICK_COST, QUICK_IMAGES, DEFAULT_WARMUP_MIB, DEFAULT_SETTLE_SEC } from '../../bench/scenarios.js'
 
 const OUT = '/tmp/unused-bench-out'
 
@@ -17,8 +17,10 @@ describe('bench command line', () => {
     assert.deepEqual(full.hostCounts, [1, 2, 4, 8, 16])
     assert.deepEqual(full.images.map((i) => i.name), ['1x256MiB', '8x32MiB', '50x1MiB'])
     assert.deepEqual(full.images, FULL_IMAGES)
+    assert.deepEqual([quick.cost, full.cost], [QUICK_COST, FULL_COST])
+    assert.deepEqual([quick.cost.bytes, full.cost.bytes], [256 * 2 ** 20, 2 ** 30])
     for (const o of [quick, full]) {
-      assert.deepEqual(o.parts, ['swarm', 'single', 'tracker'])
+      assert.deepEqual(o.parts, ['swarm', 'single', 'tracker', 'cost'])
       assert.deepEqual(o.systems, ['damselfly', 'direct', 'nginx', 'bittorrent'])
       assert.equal(o.mode, 'netns')
       assert.equal(o.rate, '100mbit')
