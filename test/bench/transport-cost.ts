@@ -115,22 +115,37 @@ async function measure (path: TransportPath, work: () => Promise<void>, bytes: n
   return { cpuSec: (cpu.user + cpu.system) / 1e6, wallSec }
 }
 
+/** The receiving end's count: `expect(n)` resolves once n more bytes have been added. */
+class Arrivals {
+  private waiting: { left: number, done: () => void } | undefined
+
+  async expect (bytes: number): Promise<void> {
+    await new Promise<void>((resolve) => { this.waiting = { left: bytes, done: resolve } })
+  }
+
+  add (bytes: number): void {
+    if (this.waiting === undefined) return
+    this.waiting.left -= bytes
+    if (this.waiting.left <= 0) {
+      const { done } = this.waiting
+      this.waiting = undefined
+      done()
+    }
+  }
+}
+
 /** A loopback socket pair: the client writes pieces, the server counts what arrives. */
 async function tcpPair (piece: Buffer): Promise<{ move: Mover, close: () => void }> {
-  let waiting: { left: number, done: () => void } | undefined
+  const arrivals = new Arrivals()
   const server = createServer((sock) => {
-    sock.on('data', (chunk: Buffer) => {
-      if (waiting === undefined) return
-      waiting.left -= chunk.byteLength
-      if (waiting.left <= 0) { const { done } = waiting; waiting = undefined; done() }
-    })
+    sock.on('data', (chunk: Buffer) => { arrivals.add(chunk.byteLength) })
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const client: Socket = connect((server.address() as AddressInfo).port, '127.0.0.1')
   await once(client, 'connect')
   const move = async (bytes: number): Promise<void> => {
-    const arrived = new Promise<void>((resolve) => { waiting = { left: bytes, done: resolve } })
+    const arrived = arrivals.expect(bytes)
     for (let sent = 0; sent < bytes; sent += piece.byteLength) {
       if (!client.write(piece)) await once(client, 'drain')
     }
@@ -152,17 +167,13 @@ async function libp2pPair (): Promise<DamselflyNode[]> {
 
 /** One raw libp2p stream from the second node to the first, kept open; the first counts what arrives. */
 async function libp2pStream ([server, client]: DamselflyNode[], piece: Buffer): Promise<Mover> {
-  let waiting: { left: number, done: () => void } | undefined
+  const arrivals = new Arrivals()
   await server.handle(SINK_PROTOCOL, async (stream) => {
-    for await (const chunk of stream) {
-      if (waiting === undefined) continue
-      waiting.left -= chunk.byteLength
-      if (waiting.left <= 0) { const { done } = waiting; waiting = undefined; done() }
-    }
+    for await (const chunk of stream) arrivals.add(chunk.byteLength)
   })
   const stream = await client.dialProtocol(server.getMultiaddrs()[0], SINK_PROTOCOL)
   return async (bytes) => {
-    const arrived = new Promise<void>((resolve) => { waiting = { left: bytes, done: resolve } })
+    const arrived = arrivals.expect(bytes)
     for (let sent = 0; sent < bytes; sent += piece.byteLength) {
       if (!stream.send(piece)) await once(stream, 'drain')
     }
