@@ -1,7 +1,7 @@
 /**
  * Everything the bench creates outside its own heap — child processes, network namespaces, the
- * blackhole route, temp dirs, per-host CPU groups — is registered here the moment it exists, so that one call (also
- * from a signal handler, synchronously) removes it all, newest first.
+ * blackhole route, temp dirs, per-host CPU groups — is registered here the moment it exists, so
+ * that one call (also from a signal handler, synchronously) removes it all, newest first.
  */
 import { execFileSync } from 'node:child_process'
 import { rmdirSync, rmSync } from 'node:fs'

@@ -10,8 +10,7 @@
 import '../../shared/polyfill.js'
 import { fileURLToPath } from 'node:url'
 import { Cleanup } from './cleanup.js'
-import { costMarkdown, cpuLimitMarkdown, markdownTable, singleHostMarkdown, trackerMarkdown } from './report.js'
-import { runBench } from './run.js'
+import { markdownSections, runBench } from './run.js'
 import { parseArgs, USAGE } from './scenarios.js'
 
 const DEFAULT_OUT = fileURLToPath(new URL('../../../test/bench/results/', import.meta.url))
@@ -45,10 +44,7 @@ async function main (): Promise<number> {
   process.on('exit', () => { cleanup.runAll() })
   try {
     const run = await runBench(opts, cleanup, (line) => { out(`bench: ${line}\n`) })
-    if (opts.parts.includes('swarm')) out(`\n${markdownTable(run.results)}\n${cpuLimitMarkdown(run.results)}\n`)
-    if (run.singleHost !== undefined) out(`\n${singleHostMarkdown(run.singleHost)}\n`)
-    if (run.tracker !== undefined) out(`\n${trackerMarkdown(run.tracker)}\n`)
-    if (run.cost !== undefined) out(`\n${costMarkdown(run.cost, run.results)}\n`)
+    for (const section of markdownSections(run, false)) out(`\n${section}\n`)
     out(`load average before ${run.machine.loadBefore.join(' ')}, after ${run.machine.loadAfter?.join(' ')} on ${run.machine.cores} cores\n`)
     out(`wrote ${[run.files.json, run.files.markdown, ...(run.files.svg !== undefined ? [run.files.svg] : [])].join(', ')}\n`)
     const t = run.tracker

@@ -1,6 +1,6 @@
 /**
- * The results as Markdown — the swarm table, the single-host, tracker and transport cost sections — and the
- * swarm's SVG chart (completion time against N, a line per system).
+ * The results as Markdown — the swarm table, the single-host, tracker and transport cost
+ * sections — and the swarm's SVG chart (completion time against N, a line per system).
  */
 import type { ScenarioResult } from './figures.js'
 import type { SingleHostResult, SinglePath } from './single-host.js'
@@ -265,7 +265,7 @@ export function costMarkdown (c: TransportCostResult, results: ScenarioResult[])
   const pieces = c.rows.find((r) => r.path === 'pieces')?.cpuSecPerGiB ?? NaN
   const head = '| path | CPU s per GiB (both ends) | ÷ plain TCP | MB/s |'
   const rule = '| --- | ---: | ---: | ---: |'
-  const rows = c.rows.map((r) => `| ${TRANSPORT[r.path]} | ${f2(r.cpuSecPerGiB)} | ${r.path === 'tcp' ? '1.00' : f2(r.cpuSecPerGiB / tcp)} | ${r.mbps.toFixed(0)} |`)
+  const rows = c.rows.map((r) => `| ${TRANSPORT[r.path]} | ${f2(r.cpuSecPerGiB)} | ${f2(r.cpuSecPerGiB / tcp)} | ${r.mbps.toFixed(0)} |`)
   const inSwarm = results.filter((r) => r.processes.length > 0 && r.failures === 0 && r.cpu.clientsSec > 0).map((r) => {
     const perGiB = r.cpu.clientsSec / (r.hosts * r.imageBytes / 2 ** 30)
     return `- ${r.image}, N = ${r.hosts}, ${r.system}: ${f1(perGiB)} CPU s per GiB each client received (${f1(perGiB / pieces)}× the piece exchange's both ends)`

@@ -2,7 +2,8 @@
  * One bench run. The swarm part: push the images, build the hosts, then for every image, every N
  * and every system start the system cold, let N hosts pull at the same moment, take the figures,
  * tear the system down. Then the single-host part (single-host.ts), the tracker part
- * (tracker-scale.ts) and the transport's cost (transport-cost.ts), each when asked for. The CLI (main.ts) and the smoke test both come through here.
+ * (tracker-scale.ts) and the transport's cost (transport-cost.ts), each when asked for. The CLI
+ * (main.ts) and the smoke test both come through here.
  */
 import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
@@ -238,21 +239,30 @@ export async function runBench (opts: BenchOptions, cleanup: Cleanup, log: Log):
   return run
 }
 
+/**
+ * The Markdown sections of the parts that ran, in order (results.md has them all; the CLI prints
+ * them without the link section, which only the files carry).
+ */
+export function markdownSections (run: BenchRun, withLinks = true): string[] {
+  const { options: opts, results, singleHost, tracker, cost } = run
+  return [
+    ...(opts.parts.includes('swarm') ? [markdownTable(results), ...(withLinks ? [linksMarkdown(results)] : []), cpuLimitMarkdown(results)] : []),
+    ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
+    ...(tracker !== undefined ? [trackerMarkdown(tracker)] : []),
+    ...(cost !== undefined ? [costMarkdown(cost, results)] : [])
+  ].filter((section) => section !== '')
+}
+
 /** results.json, results.md and (with the swarm) results.svg, finished or not. */
 async function writeResults (run: BenchRun): Promise<void> {
-  const { machine, options: opts, results, singleHost, tracker, cost, files, unfinished } = run
+  const { machine, options: opts, results, files, unfinished } = run
   const swarm = opts.parts.includes('swarm')
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
   const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'
   const load = `load average ${machine.loadBefore[0]} before${machine.loadAfter !== undefined ? `, ${machine.loadAfter[0]} after` : ''}`
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
-  const sections = [
-    ...(swarm ? [markdownTable(results), linksMarkdown(results), cpuLimitMarkdown(results)].filter((section) => section !== '') : []),
-    ...(singleHost !== undefined ? [singleHostMarkdown(singleHost)] : []),
-    ...(tracker !== undefined ? [trackerMarkdown(tracker)] : []),
-    ...(cost !== undefined ? [costMarkdown(cost, results)] : [])
-  ]
+  const sections = markdownSections(run)
   await writeFile(files.json, JSON.stringify(run, null, 2) + '\n')
   await writeFile(files.markdown, `${unfinished !== undefined ? `**${unfinished}**\n\n` : ''}Bench ${machine.date} — ${where}; ${net}; ${load}${warm}${opts.label !== '' ? `; ${opts.label}` : ''}\n\n${sections.join('\n')}`)
   if (files.svg !== undefined) await writeFile(files.svg, svgChart(results, `damselfly bench, ${net}`))
