@@ -57,6 +57,8 @@ export class FramedStream {
    */
   private received = 0
   private counting = false
+  /** The deadline of this stream's reads, armed again for each frame (reads never overlap). */
+  private readonly reading = new Deadline()
 
   constructor (stream: Stream, init: FramedStreamInit = {}) {
     this.stream = stream
@@ -145,7 +147,7 @@ export class FramedStream {
       const frame = takeFrame(received, max)
       if (frame !== undefined) return frame
     }
-    const deadline = this.deadline(signal, timeoutMs ?? this.timeoutMs, progress)
+    const deadline = this.deadline(signal, timeoutMs ?? this.timeoutMs, progress, this.reading)
     try {
       let length = 0
       for (let i = 0; ; i++) {
@@ -184,12 +186,23 @@ export class FramedStream {
     }
   }
 
-  private deadline (signal: AbortSignal | undefined, timeoutMs: number, progress?: () => number): Deadline {
-    if (progress == null) return new Deadline(signal, timeoutMs, () => new TimeoutError('message deadline passed'))
+  /**
+   * A deadline for one frame: `reuse` armed again when it is free (its signal is the
+   * last frame's unless that one was aborted), else a new one. Writes take a new one
+   * each: a write waiting for 'drain' leaves a listener on its signal (p-event's), which
+   * a signal kept for the stream's life would gather.
+   */
+  private deadline (signal: AbortSignal | undefined, timeoutMs: number, progress?: () => number, reuse?: Deadline): Deadline {
+    const deadline = reuse?.busy === false ? reuse : new Deadline()
+    if (progress == null) {
+      deadline.arm(signal, timeoutMs, messageTimedOut)
+      return deadline
+    }
     const maxMs = timeoutMs * PAYLOAD_MAX_DEADLINES
-    return new Deadline(signal, timeoutMs, () => new TimeoutError(`payload stood still for ${timeoutMs} ms`), {
+    deadline.arm(signal, timeoutMs, () => new TimeoutError(`payload stood still for ${timeoutMs} ms`), {
       progress, maxMs, tooLong: () => new TimeoutError(`payload took over ${maxMs} ms`)
     })
+    return deadline
   }
 }
 
@@ -225,6 +238,10 @@ export function takeFrame (buffer: Uint8ArrayList, max: number): Uint8ArrayList 
 function receivedBytes (bytes: ByteStream<Stream>): Uint8ArrayList | undefined {
   const buffer = (bytes as { readBuffer?: unknown }).readBuffer
   return buffer instanceof Uint8ArrayList ? buffer : undefined
+}
+
+function messageTimedOut (): Error {
+  return new TimeoutError('message deadline passed')
 }
 
 /** Schema checks compiled once per schema (typebox's interpreted check walks the schema for every message). */

@@ -145,6 +145,33 @@ describe('FramedStream', () => {
     await rejectsWithName(b.readMessage(Hello), 'TimeoutError')
   })
 
+  it('reads on after a timed-out read, each read under a deadline of its own, with no listeners gathering', async () => {
+    const warnings: Error[] = []
+    const onWarning = (w: Error): void => { warnings.push(w) }
+    process.on('warning', onWarning)
+    try {
+      const { a, b } = await pair({ messageTimeoutMs: 30_000 })
+      await rejectsWithName(b.readMessage(Hello, { timeoutMs: 50 }), 'TimeoutError')
+      // forty reads that each wait for their frame: every wait hangs a listener on the read's signal
+      for (let n = 0; n < 40; n++) {
+        const reading = b.readMessage(Hello)
+        await new Promise(resolve => setImmediate(resolve))
+        await a.writeMessage({ kind: 'hello', n, tags: [] })
+        assert.equal((await reading).n, n)
+      }
+      // and a caller's abort still ends a read, without spoiling the next
+      const caller = new AbortController()
+      const waiting = b.readMessage(Hello, { signal: caller.signal })
+      caller.abort(new Error('caller gave up'))
+      await assert.rejects(waiting, /caller gave up/)
+      await rejectsWithName(b.readMessage(Hello, { timeoutMs: 50 }), 'TimeoutError')
+      await new Promise(resolve => setImmediate(resolve))
+      assert.deepEqual(warnings.filter(w => w.name === 'MaxListenersExceededWarning'), [])
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('takes a per-message deadline over the stream default', async () => {
     const { b } = await pair({ messageTimeoutMs: 30_000 })
     await rejectsWithName(b.readMessage(Hello, { timeoutMs: 200 }), 'TimeoutError')

@@ -73,4 +73,27 @@ describe('Deadline', () => {
       d.clear()
     }
   })
+
+  it('armed again once cleared, hands out the same signal until one aborts, then a fresh one', async () => {
+    const d = new Deadline()
+    assert.equal(d.busy, false)
+    const first = d.arm(undefined, 60_000, () => new TimeoutError('first'))
+    assert.equal(d.busy, true)
+    assert.throws(() => d.arm(undefined, 60_000, () => new TimeoutError()), /armed twice/)
+    d.clear()
+    const second = d.arm(undefined, 5, () => new TimeoutError('second'))
+    assert.equal(second, first)
+    await once(second, 'abort')
+    assert.equal((second.reason as Error).message, 'second')
+    d.clear()
+    // the aborted signal is not handed out again, and the old timer cannot abort the new one
+    const parent = new AbortController()
+    const third = d.arm(parent.signal, 60_000, () => new TimeoutError('third'))
+    assert.notEqual(third, second)
+    assert.equal(third.aborted, false)
+    const why = new Error('caller gave up')
+    parent.abort(why)
+    assert.equal(third.reason, why)
+    d.clear()
+  })
 })
