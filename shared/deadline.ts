@@ -23,7 +23,8 @@ export interface ProgressRule {
  *
  * One Deadline may be armed again once cleared, for the next frame on the same
  * stream: it hands out the same signal until that signal has been aborted, so a
- * stream's reads or writes cost no AbortController each.
+ * stream's reads cost no AbortController each (see FramedStream for why its
+ * writes do not share one).
  */
 export class Deadline {
   private controller = new AbortController()

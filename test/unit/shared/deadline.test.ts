@@ -86,7 +86,7 @@ describe('Deadline', () => {
     await once(second, 'abort')
     assert.equal((second.reason as Error).message, 'second')
     d.clear()
-    // the aborted signal is not handed out again, and the old timer cannot abort the new one
+    // the aborted signal is not handed out again; the fresh one answers to its own parent
     const parent = new AbortController()
     const third = d.arm(parent.signal, 60_000, () => new TimeoutError('third'))
     assert.notEqual(third, second)
