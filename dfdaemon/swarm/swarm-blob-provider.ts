@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { BlobStore } from '../../shared/store/blob-store.js'
 import { pieceAt, pieceRange } from '../../shared/pieces/piece-math.js'
 import type { PieceManifest } from '../../shared/pieces/piece-manifest.js'
-import { DamselflyError, InvalidRangeError, ProtocolError, UnavailableError } from '../../shared/errors.js'
+import { DamselflyError, DiskFullError, InvalidRangeError, ProtocolError, UnavailableError } from '../../shared/errors.js'
 import type { PieceSource as StoredPieces } from '../../shared/p2p/piece-protocol.js'
 import type { BlobProvider, BlobRequest, ByteRange } from '../blob-provider.js'
 import type { DaemonMetrics } from '../metrics.js'
@@ -32,7 +32,7 @@ export interface SwarmBlobProviderComponents {
  * hash on its way out, local hits too (no whole-blob rehash before the first
  * byte): a stored piece that fails drops the blob, and the rest of the answer
  * comes from a fresh download. A download that fails for any reason but a
- * refusal is reported as UNAVAILABLE (503), so the client moves on.
+ * refusal or a full disk (507) is reported as UNAVAILABLE (503), so the client moves on.
  */
 export class SwarmBlobProvider implements BlobProvider {
   private readonly components: SwarmBlobProviderComponents
@@ -97,12 +97,16 @@ export class SwarmBlobProvider implements BlobProvider {
     }
   }
 
-  /** The download's manifest; a failure other than a refusal becomes UNAVAILABLE. */
+  /**
+   * The download's manifest; a failure other than a refusal or a full disk becomes
+   * UNAVAILABLE. A full disk stays a 507, so the operator can tell it from a swarm
+   * that could not deliver.
+   */
   private async ready (dl: BlobDownload): Promise<PieceManifest> {
     try {
       return await dl.ready
     } catch (err) {
-      if (err instanceof UnavailableError || (err instanceof DamselflyError && err.status < 500)) throw err
+      if (err instanceof UnavailableError || err instanceof DiskFullError || (err instanceof DamselflyError && err.status < 500)) throw err
       throw new UnavailableError('no source could provide the blob', { cause: err })
     }
   }
