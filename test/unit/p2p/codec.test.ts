@@ -145,7 +145,7 @@ describe('FramedStream', () => {
     await rejectsWithName(b.readMessage(Hello), 'TimeoutError')
   })
 
-  it('reads on after a timed-out read, each read under a deadline of its own, with no listeners gathering', async () => {
+  it('reads on after a timed-out and after a cancelled read, with no listeners gathering on the signal its reads share', async () => {
     const warnings: Error[] = []
     const onWarning = (w: Error): void => { warnings.push(w) }
     process.on('warning', onWarning)
