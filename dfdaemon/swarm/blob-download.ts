@@ -12,7 +12,8 @@ import { PieceScheduler } from './piece-scheduler.js'
 import { pieceLength } from '../../shared/pieces/piece-math.js'
 import { ProgressWatchdog } from './progress-watchdog.js'
 import type { Neighbour } from './neighbour.js'
-import type { PeerContact, SwarmNetwork } from './swarm-network.js'
+import type { SwarmNetwork } from './swarm-network.js'
+import { Neighbourhood, type DownloadState } from './neighbourhood.js'
 
 export interface BlobDownloadComponents {
   store: BlobStore
@@ -64,8 +65,6 @@ interface Waiter {
   reject: (err: Error) => void
 }
 
-const DHT_LOOKUP_INTERVAL_MS = 10_000
-
 /**
  * One blob's download on this host. Asks the supernode for the task (the
  * piece manifest and its updates), finds neighbours through the tracker and
@@ -88,9 +87,7 @@ export class BlobDownload {
   private readonly init: BlobDownloadInit
   private readonly log: Logger
   private readonly waiters = new Map<number, Waiter[]>()
-  private readonly neighbours = new Map<string, Neighbour>()
-  private readonly contacting = new Set<string>()
-  private readonly refused = new Map<string, number>()
+  private readonly neighbourhood: Neighbourhood
   private partial?: PartialBlob
   private scheduler?: PieceScheduler
   private supernode?: PieceSource
@@ -99,11 +96,8 @@ export class BlobDownload {
   private failure?: Error
   private finished = false
   private committing = false
-  private announceTimer?: NodeJS.Timeout
   private readonly watchdog: ProgressWatchdog
   private originAdded = false
-  private lastLookup = 0
-  private announces = 0
   /**
    * Settles when the supernode's task stream ends: true when it ended with
    * `done`, the supernode's word that it checked the whole blob against its
@@ -123,6 +117,16 @@ export class BlobDownload {
     this.req = init.req
     this.log = components.logger.child({ component: 'download', digest: init.req.digest.value })
     this.watchdog = new ProgressWatchdog(init.noProgressTimeoutMs ?? DEFAULT_NO_PROGRESS_TIMEOUT_MS, (ms) => { this.stalled(ms) })
+    this.neighbourhood = new Neighbourhood({
+      network: components.network,
+      metrics: components.metrics,
+      logger: this.log,
+      addSource: (n) => { if (this.partial != null) this.scheduler?.addSource(this.c.peerSource(this.partial.manifest, n)) },
+      removeSource: (id) => { this.scheduler?.removeSource(id) },
+      onHave: () => { this.scheduler?.pumpSoon() },
+      state: () => this.state,
+      ticket: () => this.grant
+    }, { digest: init.req.digest, maxNeighbours: init.maxNeighbours, announceIntervalMs: init.announceIntervalMs })
     this.ready = new Promise((resolve, reject) => { this.resolveReady = resolve; this.rejectReady = reject })
     this.done = new Promise((resolve, reject) => { this.resolveDone = resolve; this.rejectDone = reject })
     // callers may await only one of them; never leave a rejection unhandled
@@ -176,54 +180,11 @@ export class BlobDownload {
 
   /** A neighbour that opened a swarm stream to us for this blob. */
   addNeighbour (neighbour: Neighbour): void {
-    const partial = this.partial
-    if (partial == null || this.failure != null || neighbour.bitfield.length !== partial.manifest.pieces.length) {
-      neighbour.close()
-      return
-    }
-    if (this.finished) {
-      // greeted while the last pieces arrived: say we hold them all before the stream ends,
-      // so the neighbour keeps us as a seed rather than dropping a source that has nothing
-      neighbour.catchUp(partial.bitfield)
-      neighbour.close()
-      return
-    }
-    const existing = this.neighbours.get(neighbour.id)
-    if (existing != null) {
-      // both sides greeted at once: both keep the stream the lower peer id opened
-      const keepOutbound = this.c.network.self.toString() < neighbour.id
-      if (neighbour.outbound !== keepOutbound || existing.outbound === keepOutbound) {
-        neighbour.close()
-        return
-      }
-      this.neighbours.set(neighbour.id, neighbour)
-      existing.close()
-    } else {
-      this.neighbours.set(neighbour.id, neighbour)
-      this.c.metrics.neighbours.inc()
-    }
-    this.log.debug({ peer: neighbour.id, outbound: neighbour.outbound, has: neighbour.bitfield.count }, 'neighbour added')
-    // pieces that completed since our greeting was written went to the other neighbours only
-    neighbour.catchUp(partial.bitfield)
-    this.scheduler?.addSource(this.c.peerSource(partial.manifest, neighbour))
-    neighbour.start({
-      onHave: () => { this.scheduler?.pumpSoon() },
-      onClose: () => {
-        // a neighbour that holds every piece and ends its stream has finished and seeds the
-        // blob: it stays a source, as a seed found by greeting it does (pieces have their own streams)
-        if (neighbour.bitfield.complete && !this.finished && this.failure == null) return
-        this.dropNeighbour(neighbour)
-      }
-    })
+    this.neighbourhood.add(neighbour)
   }
 
-  /** Close the neighbour (if it is not already) and let it go: no longer a source or counted. */
-  private dropNeighbour (neighbour: Neighbour): void {
-    neighbour.close()
-    if (this.neighbours.get(neighbour.id) !== neighbour) return
-    this.neighbours.delete(neighbour.id)
-    this.c.metrics.neighbours.dec()
-    this.scheduler?.removeSource(neighbour.id)
+  private get state (): DownloadState {
+    return this.finished ? 'finished' : this.failure != null ? 'failed' : 'running'
   }
 
   cancel (err: Error = new UnavailableError('download cancelled')): void {
@@ -280,13 +241,13 @@ export class BlobDownload {
       this.supernode = this.c.supernodeSource(partial.manifest, (i) => partial.manifest.pieces[i] != null)
       this.scheduler.addSource(this.supernode)
     }
-    for (const n of early) this.addNeighbour(n)
+    this.neighbourhood.start(partial)
+    for (const n of early) this.neighbourhood.add(n)
     if (backToSource) this.addOrigin('no supernode and no peer holds the blob')
     this.watchdog.start()
     this.resolveReady(partial.manifest)
     this.log.debug({ size: manifest.size, pieceSize: manifest.pieceSize, pieces: manifest.pieces.length, held: partial.bitfield.count }, 'download started')
     if (partial.bitfield.count > 0) this.c.network.provide(this.req.digest)
-    this.scheduleAnnounce(0)
     void this.maybeCommit()
 
     // the rest of the task: piece hashes as the supernode completes them
@@ -317,9 +278,9 @@ export class BlobDownload {
     } catch (err) {
       // a refusal fails the download; a lost supernode leaves the neighbours, then the origin, to finish it
       if (!(err instanceof UnavailableError)) throw err
-      if (this.c.origin == null && (this.neighbours.size === 0 || partial.manifest.pieces.includes(null))) throw err
+      if (this.c.origin == null && (this.neighbourhood.size === 0 || partial.manifest.pieces.includes(null))) throw err
       this.taskState = 'lost'
-      this.log.warn({ err: err.message, neighbours: this.neighbours.size }, 'supernode lost; continuing with neighbours, then the origin')
+      this.log.warn({ err: err.message, neighbours: this.neighbourhood.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
     } finally {
       endTask(vouched)
@@ -344,25 +305,7 @@ export class BlobDownload {
    * that greets us; when none does, ask the origin for the blob's size.
    */
   private async manifestFromPeers (cause: Error): Promise<{ manifest: PieceManifest, early: Neighbour[], backToSource: boolean }> {
-    this.lastLookup = Date.now()
-    const providers = await this.c.network.findProviders(this.req.digest, this.init.maxNeighbours ?? 10)
-    const early: Neighbour[] = []
-    let manifest: PieceManifest | undefined
-    for (const p of providers) {
-      try {
-        const g = await this.c.network.greet(p, this.req.digest, undefined)
-        // trust one manifest; the whole-blob digest check guards against a lying peer
-        if (manifest == null) manifest = g.manifest
-        if (g.manifest.size === manifest.size && g.manifest.pieceSize === manifest.pieceSize) {
-          g.manifest.pieces.forEach((h, i) => { if (manifest?.pieces[i] == null && h != null) manifest!.pieces[i] = h })
-          early.push(g.neighbour)
-        } else {
-          g.neighbour.close()
-        }
-      } catch (err) {
-        this.log.debug({ peer: p.peerId.toString(), err: (err as Error).message }, 'provider did not greet')
-      }
-    }
+    const { manifest, early } = await this.neighbourhood.greetProviders()
     if (manifest != null) return { manifest, early, backToSource: false }
     if (this.c.origin == null) throw cause
     this.log.warn({ cause: cause.message }, 'no supernode and no peer holds the blob; going back to source')
@@ -398,75 +341,12 @@ export class BlobDownload {
   private pieceArrived (index: number): void {
     this.watchdog.progress()
     const first = this.partial?.bitfield.count === 1
-    for (const n of this.neighbours.values()) n.sendHave(index)
+    this.neighbourhood.tellHave(index)
     if (first) this.c.network.provide(this.req.digest)
     const list = this.waiters.get(index)
     this.waiters.delete(index)
     for (const w of list ?? []) w.resolve()
     void this.maybeCommit()
-  }
-
-  private scheduleAnnounce (delayMs: number): void {
-    if (this.finished || this.failure != null) return
-    this.announceTimer = setTimeout(() => {
-      this.announceTimer = undefined
-      this.discover().catch(err => { this.log.debug({ err: (err as Error).message }, 'discovery failed') })
-        .finally(() => {
-          // announce often while a swarm forms, then settle to the steady interval
-          this.announces++
-          const steady = this.init.announceIntervalMs ?? 3000
-          this.scheduleAnnounce(Math.min(steady, 250 * 2 ** this.announces))
-        })
-    }, delayMs)
-    this.announceTimer.unref()
-  }
-
-  /**
-   * Neighbours worth having for a blob of `pieces` pieces: a swarm stream each, bitfields
-   * and `have` messages both ways, at every daemon — for a one-piece blob two holders are
-   * plenty, and more only multiply streams across a pull of many small layers.
-   */
-  private neighbourCap (pieces: number): number {
-    return Math.min(this.init.maxNeighbours ?? 10, Math.max(2, Math.ceil(pieces / 2)))
-  }
-
-  /** Announce to the tracker, ask the DHT when the tracker cannot be reached, greet new ones. */
-  private async discover (): Promise<void> {
-    const partial = this.partial
-    if (partial == null || this.finished || this.failure != null) return
-    const max = this.neighbourCap(partial.manifest.pieces.length)
-    const wantPeers = this.neighbours.size < max
-    const byBlob = await this.c.network.announce([{ digest: this.req.digest, bitfield: partial.bitfield, wantPeers }])
-    if (!wantPeers) return
-    let contacts: PeerContact[] = byBlob?.get(this.req.digest.value) ?? []
-    // the tracker hears from every daemon: the DHT is for when it cannot be reached
-    if (byBlob == null && Date.now() - this.lastLookup > DHT_LOOKUP_INTERVAL_MS) {
-      this.lastLookup = Date.now()
-      contacts = [...contacts, ...await this.c.network.findProviders(this.req.digest, max)]
-    }
-    const now = Date.now()
-    this.log.debug({ tracker: byBlob?.get(this.req.digest.value)?.length, contacts: contacts.length, neighbours: this.neighbours.size }, 'announced')
-    const fresh = contacts.filter(p => {
-      const id = p.peerId.toString()
-      return !this.neighbours.has(id) && !this.contacting.has(id) && (this.refused.get(id) ?? 0) < now && !p.peerId.equals(this.c.network.self)
-    })
-    await Promise.all(fresh.slice(0, max - this.neighbours.size).map(async (p) => { await this.connect(p) }))
-  }
-
-  private async connect (p: PeerContact): Promise<void> {
-    const id = p.peerId.toString()
-    const partial = this.partial
-    if (partial == null) return
-    this.contacting.add(id)
-    try {
-      const { neighbour } = await this.c.network.greet(p, this.req.digest, partial.bitfield, undefined, this.grant)
-      this.addNeighbour(neighbour)
-    } catch (err) {
-      this.refused.set(id, Date.now() + 30_000)
-      this.log.debug({ peer: id, err: (err as Error).message }, 'peer did not greet')
-    } finally {
-      this.contacting.delete(id)
-    }
   }
 
   private lowestWaited (): number | undefined {
@@ -494,18 +374,16 @@ export class BlobDownload {
     }
     this.finished = true
     this.stopActivity()
+    this.neighbourhood.finish()
     for (const [i, list] of this.waiters) { this.waiters.delete(i); for (const w of list) w.resolve() }
-    // neighbours that hold everything too have nothing more to say to us
-    for (const n of [...this.neighbours.values()]) if (n.bitfield.complete) this.dropNeighbour(n)
     this.c.metrics.downloads.inc({ result: 'success' })
-    this.log.info({ size: partial.manifest.size, neighbours: this.neighbours.size }, 'blob complete')
+    this.log.info({ size: partial.manifest.size, neighbours: this.neighbourhood.size }, 'blob complete')
     // tell the tracker at once that we are a seed now
     void this.c.network.announce([{ digest: this.req.digest, bitfield: partial.bitfield, wantPeers: false }])
     this.resolveDone()
   }
 
   private stopActivity (): void {
-    if (this.announceTimer != null) clearTimeout(this.announceTimer)
     this.watchdog.stop()
     this.scheduler?.stop()
     this.task?.close()
@@ -515,7 +393,7 @@ export class BlobDownload {
     if (this.failure != null || this.finished) return
     this.failure = err
     this.stopActivity()
-    for (const n of [...this.neighbours.values()]) this.dropNeighbour(n)
+    this.neighbourhood.close()
     this.c.metrics.downloads.inc({ result: 'failure' })
     this.log.warn({ err: { name: err.name, message: err.message } }, 'download failed')
     for (const [, list] of this.waiters) for (const w of list) w.reject(err)
