@@ -29,6 +29,11 @@ export const SupernodeConfigSchema = Type.Object({
    * swarm members, or "*" for any http(s) URL. Empty: URL tasks are refused.
    */
   allowUrls: Type.Array(Type.String({ minLength: 1 })),
+  /**
+   * Registries (host[:port] as clients name them, or *.domain) this supernode fetches
+   * blobs from for swarm members. Empty or "*": any registry a member names.
+   */
+  allowRegistries: Type.Array(Type.String({ minLength: 1 })),
   /** Multiaddrs to announce to peers instead of the listen addresses. */
   announce: Type.Array(Type.String({ minLength: 1 })),
   /** Closed swarm: a libp2p PSK file (the same on every member). */
@@ -63,6 +68,7 @@ export const SUPERNODE_DEFAULTS: SupernodeConfig = {
   registryEndpoints: {},
   insecureRegistries: [],
   allowUrls: [],
+  allowRegistries: [],
   announce: [],
   protectMetrics: false,
   ticketTtl: 900,

@@ -17,6 +17,7 @@ interface Flags {
   registryEndpoint?: string[]
   insecureRegistry?: string[]
   allowUrl?: string[]
+  allowRegistry?: string[]
   announce?: string[]
   uploadLimit?: string
   maxDisk?: string
@@ -47,6 +48,7 @@ function parseArgs (argv: string[]): Flags {
     .option('--registry-endpoint <name=url>', 'API base URL of a registry, e.g. docker.io=https://mirror.example (repeatable)', collect)
     .option('--insecure-registry <name>', 'registry reached over plain HTTP (repeatable)', collect)
     .option('--allow-url <prefix>', 'dfget: URL prefix this supernode fetches for the swarm, e.g. https://files.example.com/releases/, or \'*\' for any (repeatable; default: none, URL tasks are refused)', collect)
+    .option('--allow-registry <name>', 'registry this supernode fetches layers from for the swarm, as clients name it (docker.io, registry.internal:5000) or *.domain (repeatable; default: any registry a daemon names)', collect)
     .option('--upload-limit <bytes>', 'upload bound per second over all daemons, e.g. 100M (default: none)')
     .option('--max-disk <bytes>', 'most disk the store may take, e.g. 200G; least recently used blobs are evicted (default: none)')
     .option('--min-free-disk <bytes>', 'free space to keep on the data dir\'s filesystem, e.g. 10G (default: none)')
@@ -88,6 +90,7 @@ function readConfig (flags: Flags): SupernodeConfig {
       registryEndpoints: endpointMap(flags.registryEndpoint),
       insecureRegistries: flags.insecureRegistry,
       allowUrls: flags.allowUrl,
+      allowRegistries: flags.allowRegistry,
       announce: flags.announce,
       uploadLimit: flags.uploadLimit,
       maxDisk: flags.maxDisk,

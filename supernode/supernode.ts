@@ -20,6 +20,7 @@ import { UrlResolver } from './origin/url-resolver.js'
 import { UrlAccess } from './auth/url-access.js'
 import { UrlOrigin } from '../shared/http/url-origin.js'
 import { UrlAllowlist } from '../shared/security/url-allowlist.js'
+import { RegistryAllowlist } from '../shared/security/registry-allowlist.js'
 import { PreheatManager } from './preheat/preheat-manager.js'
 import type { ManifestClient } from './preheat/image-blobs.js'
 import { TrackerState } from './tracker/tracker-state.js'
@@ -59,6 +60,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   const log = logger.child({ component: 'supernode' })
   // dfget: only URLs (and redirect hops) on the operator's list are fetched; a bad pattern is a ConfigError, before anything starts
   const allowUrls = new UrlAllowlist(config.allowUrls)
+  const allowRegistries = new RegistryAllowlist(config.allowRegistries)
   const metrics = createMetricsRegistry('damselfly_supernode')
   const counters = createSupernodeMetrics(metrics)
   const store = new BlobStore({
@@ -112,8 +114,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   const urlAccess = new UrlAccess({ visibility, store, running: () => originFetcher.running(), tickets: blobAccess, urls: allowUrls })
   // preheat resolves manifests: only with a client that can fetch them (a RegistryClient)
   const manifestClient = typeof (ownClient as Partial<ManifestClient>).getManifest === 'function' ? ownClient as unknown as ManifestClient : undefined
-  const preheat = manifestClient != null ? new PreheatManager({ fetcher: originFetcher, client: manifestClient, resolveEndpoint: resolve, logger }) : undefined
-  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess, urls: { resolver: urlResolver, access: urlAccess } })
+  const preheat = manifestClient != null ? new PreheatManager({ fetcher: originFetcher, client: manifestClient, resolveEndpoint: resolve, registries: allowRegistries, logger }) : undefined
+  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess, registries: allowRegistries, urls: { resolver: urlResolver, access: urlAccess } })
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
   const superSeed = new SuperSeedPolicy({ isPresent: (peer) => node.getConnections().some(c => c.remotePeer.toString() === peer) })
@@ -171,6 +173,8 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
       if (config.swarmKeyFile == null && !isLoopback(config.host)) log.warn({ host: config.host }, 'open swarm: any process that reaches the p2p port may join (--swarm-key)')
       if (allowUrls.any) log.warn('dfget: --allow-url \'*\': this supernode fetches any http(s) URL a swarm member names, internal addresses included')
       else log.info({ allowUrls: allowUrls.patterns }, allowUrls.empty ? 'dfget: URL tasks are refused (no --allow-url)' : 'dfget: URLs fetched only under these prefixes')
+      if (allowRegistries.any) log.info('layers fetched from any registry a swarm member names (--allow-registry limits them)')
+      else log.info({ allowRegistries: allowRegistries.patterns }, 'layers fetched only from these registries')
       log.info({ peerId: node.peerId.toString(), multiaddrs: multiaddrs(), http: httpAddress }, 'supernode started')
     },
 

@@ -12,6 +12,7 @@ import type { OriginFetcher } from '../origin/origin-fetcher.js'
 import type { FetchTask, PieceComplete } from '../origin/fetch-task.js'
 import type { BlobAccess } from '../auth/blob-access.js'
 import type { UrlAccess } from '../auth/url-access.js'
+import type { RegistryAllowlist } from '../../shared/security/registry-allowlist.js'
 import { redact, type UrlResolver } from '../origin/url-resolver.js'
 
 export interface TaskHandlerComponents {
@@ -20,6 +21,8 @@ export interface TaskHandlerComponents {
   logger: Logger
   /** Checks every request with the origin before the blob is fetched, joined or served; absent: no check. */
   access?: Pick<BlobAccess, 'authorize'>
+  /** The registries blobs are fetched from (--allow-registry); absent: any. */
+  registries?: Pick<RegistryAllowlist, 'check'>
   /** dfget: files named by URL (their digests learnt, their access gated); absent: URL tasks are refused. */
   urls?: { resolver: Pick<UrlResolver, 'resolve'>, access: Pick<UrlAccess, 'admit' | 'authorize' | 'track'> }
 }
@@ -78,6 +81,8 @@ export class TaskHandler implements Startable {
         digest: parseDigest(req.digest),
         credentials: credentialsOf(req.authorization)
       }
+      // refused before the registry is asked anything, the access check included
+      this.components.registries?.check(origin.registry)
       // stored, being fetched or new: the asker must be allowed to pull it from the origin
       const grant = await this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
       const task = await this.components.originFetcher.ensure(origin)

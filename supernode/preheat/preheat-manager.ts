@@ -9,6 +9,7 @@ import type { OriginFetcher } from '../origin/origin-fetcher.js'
 import { resolveImageBlobs, type ManifestClient } from './image-blobs.js'
 import { PreheatJob, type LayerProgress, type PreheatRequest } from './preheat-job.js'
 import { PreheatJobUnknownError } from './errors.js'
+import type { RegistryAllowlist } from '../../shared/security/registry-allowlist.js'
 
 export const DEFAULT_MAX_JOBS = 1000
 export const DEFAULT_CONCURRENT_JOBS = 2
@@ -18,6 +19,8 @@ export interface PreheatManagerComponents {
   fetcher: Pick<OriginFetcher, 'ensure'>
   client: ManifestClient
   resolveEndpoint: (registry: string) => RegistryEndpoint
+  /** The registries blobs are fetched from (--allow-registry); absent: any. */
+  registries?: Pick<RegistryAllowlist, 'check'>
   logger: Logger
 }
 
@@ -61,9 +64,13 @@ export class PreheatManager {
     })
   }
 
-  /** Queue a preheat; throws TooManyRequestsError when maxJobs are already waiting. */
+  /**
+   * Queue a preheat; throws TooManyRequestsError when maxJobs are already waiting,
+   * RegistryNotAllowedError for a registry outside --allow-registry.
+   */
   submit (request: PreheatRequest): PreheatJob {
     if (this.abort.signal.aborted) throw new UnavailableError('supernode is stopping')
+    this.components.registries?.check(request.registry)
     if (this.queue.length >= this.maxJobs) throw new TooManyRequestsError('too many preheat jobs waiting')
     const job = new PreheatJob(randomUUID(), ++this.seq, request)
     this.jobs.set(job.id, job)
