@@ -14,6 +14,8 @@ import { ProgressWatchdog } from './progress-watchdog.js'
 import type { Neighbour } from './neighbour.js'
 import type { SwarmNetwork } from './swarm-network.js'
 import { Neighbourhood, type DownloadState } from './neighbourhood.js'
+import { TicketRenewal } from './ticket-renewal.js'
+import type { TaskAnswer } from '../../shared/p2p/task-messages.js'
 
 export interface BlobDownloadComponents {
   store: BlobStore
@@ -88,6 +90,7 @@ export class BlobDownload {
   private readonly log: Logger
   private readonly waiters = new Map<number, Waiter[]>()
   private readonly neighbourhood: Neighbourhood
+  private readonly renewal: TicketRenewal
   private partial?: PartialBlob
   private scheduler?: PieceScheduler
   private supernode?: PieceSource
@@ -127,6 +130,7 @@ export class BlobDownload {
       state: () => this.state,
       ticket: () => this.grant
     }, { digest: init.req.digest, maxNeighbours: init.maxNeighbours, announceIntervalMs: init.announceIntervalMs })
+    this.renewal = new TicketRenewal({ renew: async () => await this.renewTicket(), onTicket: (t) => { this.granted(t) }, logger: this.log })
     this.ready = new Promise((resolve, reject) => { this.resolveReady = resolve; this.rejectReady = reject })
     this.done = new Promise((resolve, reject) => { this.resolveDone = resolve; this.rejectDone = reject })
     // callers may await only one of them; never leave a rejection unhandled
@@ -200,7 +204,7 @@ export class BlobDownload {
       this.resolveDone()
       return
     }
-    let answers: AsyncIterator<import('../../shared/p2p/task-messages.js').TaskAnswer> | undefined
+    let answers: AsyncIterator<TaskAnswer> | undefined
     let manifest: PieceManifest
     let early: Neighbour[] = []
     let backToSource = false
@@ -287,17 +291,29 @@ export class BlobDownload {
     }
   }
 
-  private async firstAnswer (answers: AsyncIterator<import('../../shared/p2p/task-messages.js').TaskAnswer>): Promise<PieceManifest> {
-    const first = await answers.next()
-    if (first.done === true) throw new UnavailableError('supernode closed the task without an answer')
-    const answer = first.value
-    if (answer.type === 'error') throw errorFromCode(answer.code, answer.message, answer.challenge)
-    if (answer.type !== 'manifest') throw new UnavailableError('supernode answered out of order')
-    this.grant = answer.ticket
-    this.c.onGrant?.(this.req.digest.value, answer.ticket)
+  private async firstAnswer (answers: AsyncIterator<TaskAnswer>): Promise<PieceManifest> {
+    const answer = await manifestAnswer(answers)
+    this.granted(answer.ticket)
+    this.renewal.watch(answer.ticket)
     const manifest = manifestFromWire(answer.manifest)
     if (manifest.digest.value !== this.req.digest.value) throw new UnavailableError('supernode answered for another blob')
     return manifest
+  }
+
+  /** The supernode's ticket for the blob (none: public), from its first answer or a renewal. */
+  private granted (ticket: string | undefined): void {
+    this.grant = ticket
+    this.c.onGrant?.(this.req.digest.value, ticket)
+  }
+
+  /** Ask the supernode for the blob again, for a fresh ticket: its first answer only. */
+  private async renewTicket (): Promise<string | undefined> {
+    const task = await this.c.openTask(this.req)
+    try {
+      return (await manifestAnswer(task[Symbol.asyncIterator]())).ticket
+    } finally {
+      task.close()
+    }
   }
 
   /**
@@ -384,6 +400,7 @@ export class BlobDownload {
   }
 
   private stopActivity (): void {
+    this.renewal.stop()
     this.watchdog.stop()
     this.scheduler?.stop()
     this.task?.close()
@@ -402,4 +419,14 @@ export class BlobDownload {
     this.rejectDone(err)
     if (!(err instanceof DamselflyError)) this.log.error({ err }, 'unexpected download error')
   }
+}
+
+/** A task's first answer, the manifest (with the ticket of a private blob); throws the supernode's refusal. */
+async function manifestAnswer (answers: AsyncIterator<TaskAnswer>): Promise<Extract<TaskAnswer, { type: 'manifest' }>> {
+  const first = await answers.next()
+  if (first.done === true) throw new UnavailableError('supernode closed the task without an answer')
+  const answer = first.value
+  if (answer.type === 'error') throw errorFromCode(answer.code, answer.message, answer.challenge)
+  if (answer.type !== 'manifest') throw new UnavailableError('supernode answered out of order')
+  return answer
 }

@@ -45,6 +45,21 @@ export async function signTicket (key: PrivateKey, claims: TicketClaims): Promis
   return `${TICKET_VERSION}.${payload}.${Buffer.from(signature).toString('base64url')}`
 }
 
+/**
+ * A ticket's expiry in ms since the epoch, as its claims say — unverified: for
+ * timing a renewal, never for trusting the ticket. Undefined when unreadable.
+ */
+export function ticketExpiry (ticket: string): number | undefined {
+  const parts = ticket.split('.')
+  if (parts.length !== 3 || parts[0] !== TICKET_VERSION || ticket.length > MAX_TICKET_LENGTH) return undefined
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'))
+    return Value.Check(Claims, claims) ? claims.exp * 1000 : undefined
+  } catch {
+    return undefined
+  }
+}
+
 export interface VerifyTicketOptions {
   /** The issuer's (supernode's) public key. */
   publicKey: PublicKey

@@ -24,6 +24,7 @@ import { Neighbour } from '../../../dfdaemon/swarm/neighbour.js'
 import { FramedStream } from '../../../shared/p2p/codec.js'
 import { Bitfield } from '../../../shared/pieces/bitfield.js'
 import { TooManyRequestsError } from '../../../shared/errors.js'
+import { signTicket } from '../../../shared/security/ticket.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -67,7 +68,7 @@ describe('BlobDownload', () => {
    * once the download has started, as pieces sources made by `peerSource`.
    * Resolves when the download is done.
    */
-  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: { joined?: (d: BlobDownload) => void, peerSource?: (neighbour: Neighbour) => PieceSource } = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
+  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: { joined?: (d: BlobDownload) => void, peerSource?: (neighbour: Neighbour) => PieceSource, onGrant?: (digest: string, ticket: string | undefined) => void } = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
     const registry = new Registry()
     const metrics = new DaemonMetrics(registry)
     const supernode = new SupernodeClient({ libp2p: node, logger }, { url: 'http://127.0.0.1:9', infoTimeoutMs: 200 })
@@ -79,6 +80,7 @@ describe('BlobDownload', () => {
       logger,
       network,
       openTask: async () => ({ close: () => {}, [Symbol.asyncIterator]: answers }),
+      onGrant: neighbours.onGrant,
       supernodeSource: (_manifest, has): PieceSource => ({
         id: 'supernode',
         kind: 'supernode',
@@ -227,5 +229,36 @@ describe('BlobDownload', () => {
     await ended
     assert.deepEqual(heard.sort(), [1, 2], 'a have for each piece the greeting did not mention, then the end')
     assert.ok(theirView.complete, 'the neighbour sees a seed')
+  })
+
+  it('asks the supernode again for a private blob before its ticket expires, and shows the new ticket from then on', async () => {
+    const { blob } = threePieces(13)
+    const key = await generateKeyPair('Ed25519')
+    const first = await signTicket(key, { peer: 'p', digest: blob.digest.value, exp: Math.floor(Date.now() / 1000) + 2 })
+    const second = await signTicket(key, { peer: 'p', digest: blob.digest.value, exp: Math.floor(Date.now() / 1000) + 3600 })
+    let opened = 0
+    let renewed!: () => void
+    const renewal = new Promise<void>(resolve => { renewed = resolve })
+    // the first task stays open while the pieces are slow to come; the second answers at once
+    const answers = async function * (): AsyncGenerator<TaskAnswer> {
+      const ticket = ++opened === 1 ? first : second
+      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: 3 * pieceSizeFor(1) - 100, pieceSize: blob.pieceSize, pieces: blob.pieces.map(p => p.sha256) }, ticket }
+      if (opened === 1) await renewal
+      yield { type: 'done' }
+    }
+    // bounded: without a renewal the pieces come after 10 s, and the assertions below fail
+    const bound = setTimeout(() => { renewed() }, 10_000)
+    const grants: Array<string | undefined> = []
+    const { d, error } = await download(blob, answers, renewal, {
+      onGrant: (_digest, ticket) => {
+        grants.push(ticket)
+        if (ticket === second) renewed()
+      }
+    })
+    clearTimeout(bound)
+    assert.equal(error, undefined)
+    assert.equal(opened, 2, 'one task for the download, one for the renewal')
+    assert.deepEqual(grants, [first, second])
+    assert.equal(d.ticket, second)
   })
 })

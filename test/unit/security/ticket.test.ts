@@ -2,7 +2,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { signTicket, verifyTicket } from '../../../shared/security/ticket.js'
+import { signTicket, ticketExpiry, verifyTicket } from '../../../shared/security/ticket.js'
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`
 const OTHER = `sha256:${'cd'.repeat(32)}`
@@ -51,6 +51,13 @@ describe('tickets', async () => {
     assert.deepEqual(await verifyTicket('', opts), { ok: false, reason: 'missing' })
     for (const bad of ['x', 'dft1.a.b.c', 'dft2.e30.AA', 'dft1.!!!.AA', `dft1.${Buffer.from('{"peer":1}').toString('base64url')}.AA`, 'dft1.' + 'A'.repeat(2000) + '.AA']) {
       assert.deepEqual(await verifyTicket(bad, opts), { ok: false, reason: 'malformed' }, bad.slice(0, 30))
+    }
+  })
+
+  it('reads a ticket\'s expiry for timing its renewal, and none from a malformed one', async () => {
+    assert.equal(ticketExpiry(await signTicket(supernode, { peer, digest: DIGEST, exp })), exp * 1000)
+    for (const bad of ['x', 'dft1.a.b.c', 'dft2.e30.AA', 'dft1.!!!.AA', `dft1.${Buffer.from('{"peer":1}').toString('base64url')}.AA`, 'dft1.' + 'A'.repeat(2000) + '.AA']) {
+      assert.equal(ticketExpiry(bad), undefined, bad.slice(0, 30))
     }
   })
 })
