@@ -268,7 +268,8 @@ export class BlobStore {
     try {
       await this.removing.get(`complete:${digest.hex}`)
       if (options.verified !== true || blob.suspect) await blob.verify()
-      await blob.flush()
+      // the data on disk before its manifest makes the entry complete; the partial's state is not saved again
+      await blob.seal()
       // The partial stays readable (its open handle survives the rename) until
       // the complete entry exists, so a piece reader never finds neither. The
       // manifest is written last: it is what makes the entry complete, and

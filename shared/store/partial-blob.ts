@@ -41,6 +41,8 @@ export class PartialBlob {
   private persistQueued = false
   private closed = false
   private closing: Promise<void> | undefined
+  /** Complete and leaving the partial store: its state is never saved again. */
+  private sealed = false
   private failed: Error | undefined
   private doubted = false
   private lastSave = 0
@@ -61,8 +63,11 @@ export class PartialBlob {
     const fh = await open(dataPath, 'w+', 0o644)
     try {
       await fh.truncate(manifest.size)
+      // no state yet: a data file without one is no blob to resume (a restart starts it
+      // afresh), and its first save waits out the interval like any other, so a blob that
+      // completes within it is never saved as partial at all
       const blob = new PartialBlob(manifest, new Bitfield(manifest.pieces.length), fh, statePath)
-      await blob.persistNow()
+      blob.lastSave = Date.now()
       return blob
     } catch (err) {
       await fh.close()
@@ -213,6 +218,19 @@ export class PartialBlob {
     if (this.failed != null) throw this.failed
   }
 
+  /**
+   * The blob is complete and about to become a complete entry: no state is saved
+   * from now on (a save waiting for its turn is dropped; one under way is awaited),
+   * and the data is synced to disk. Throws the blob's failure.
+   */
+  async seal (): Promise<void> {
+    this.sealed = true
+    this.hurry?.()
+    await this.persisting
+    if (this.failed != null) throw this.failed
+    await this.fh.datasync()
+  }
+
   /** Save what is pending (a failed blob saves nothing more) and close the data file. */
   async close (): Promise<void> {
     this.closing ??= (async () => {
@@ -249,7 +267,7 @@ export class PartialBlob {
    * than STATE_SAVE_INTERVAL_MS after the last unless someone flushes.
    */
   private schedulePersist (): void {
-    if (this.persistQueued) return
+    if (this.persistQueued || this.sealed) return
     this.persistQueued = true
     this.persisting = this.persisting.then(async () => {
       const wait = this.lastSave + STATE_SAVE_INTERVAL_MS - Date.now()
@@ -261,7 +279,7 @@ export class PartialBlob {
         this.hurry = undefined
       }
       this.persistQueued = false
-      if (!this.closed && this.failed == null) await this.persistNow()
+      if (!this.closed && !this.sealed && this.failed == null) await this.persistNow()
     }).catch((err: unknown) => {
       // a state we cannot save would resume as less than we hold, or not at all: fail the blob
       this.fail(asDiskFull(err, 'saving partial blob state') as Error)

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { open, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { BlobStore } from '../../../shared/store/blob-store.js'
 import { digestOf, sha256Hex } from '../../../shared/oci/digest.js'
@@ -191,6 +191,41 @@ describe('BlobStore', () => {
     await resumed.writePiece(1, blob.piece(1))
     await resumed.writePiece(3, blob.piece(3))
     await second.commit(resumed)
+    assert.deepEqual(await collect(await second.createReadStream(blob.digest)), blob.bytes)
+  })
+
+  it('saves no partial state for a blob that completes within the save interval, and none at its commit', async () => {
+    const store = await newStore()
+    const blob = makeBlob(2 * PIECE + 5)
+    const p = await store.openPartial(blob.manifest())
+    const statePath = store.layout.partialState(blob.digest)
+    await rejectsWithName(stat(statePath), 'Error')
+    for (let i = 0; i < 3; i++) await p.writePiece(i, blob.piece(i))
+    // a directory where the state would go: any save of it now fails the blob, and the commit with it
+    await mkdir(statePath)
+    await store.commit(p)
+    await rejectsWithName(stat(store.layout.partialEntry(blob.digest)), 'Error')
+    assert.deepEqual(await collect(await store.createReadStream(blob.digest)), blob.bytes)
+  })
+
+  it('starts afresh a partial blob whose data an earlier run left without any state', async () => {
+    const dir = stores.dir()
+    const first = await newStore(dir)
+    const blob = makeBlob(2 * PIECE)
+    const p = await first.openPartial(blob.manifest())
+    await p.writePiece(0, blob.piece(0))
+    // not saved yet; a close saves it, so the state is removed after, as a crash would have left it
+    await rejectsWithName(stat(first.layout.partialState(blob.digest)), 'Error')
+    await first.close()
+    await rm(first.layout.partialState(blob.digest))
+
+    const second = await newStore(dir)
+    assert.equal(second.usedBytes, blob.bytes.length, 'the left data is counted against the quota')
+    assert.equal(await second.getPartial(blob.digest), undefined, 'no state: nothing to resume')
+    const fresh = await second.openPartial(blob.manifest())
+    assert.equal(fresh.bitfield.count, 0)
+    for (let i = 0; i < 2; i++) await fresh.writePiece(i, blob.piece(i))
+    await second.commit(fresh)
     assert.deepEqual(await collect(await second.createReadStream(blob.digest)), blob.bytes)
   })
 
