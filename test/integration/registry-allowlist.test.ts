@@ -9,14 +9,13 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { digestOf } from '../../shared/oci/digest.js'
 import { createNode, type DamselflyNode } from '../../shared/p2p/node.js'
-import { FramedStream } from '../../shared/p2p/codec.js'
-import { TASK_PROTOCOL } from '../../shared/p2p/protocols.js'
-import { TaskAnswer } from '../../shared/p2p/task-messages.js'
+import type { TaskAnswer } from '../../shared/p2p/task-messages.js'
 import { createSupernode, type Supernode } from '../../supernode/supernode.js'
 import { SUPERNODE_DEFAULTS } from '../../supernode/config.js'
 import { startRegistry, type TestRegistry } from '../helpers/registry.js'
 import { pushImage, type PushedImage } from '../helpers/images.js'
 import { startDaemon, type DaemonProcess } from '../helpers/processes.js'
+import { askTask } from '../helpers/task.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -52,25 +51,14 @@ describe('a supernode limited to some registries (--allow-registry)', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  async function askTask (registry: string, digest: string): Promise<TaskAnswer[]> {
-    const target = multiaddr((supernode as Supernode).multiaddrs[0])
-    const framed = new FramedStream(await (client as DamselflyNode).dialProtocol(target, TASK_PROTOCOL))
-    await framed.writeMessage({ registry, repository: 'team/app', digest })
-    const answers: TaskAnswer[] = []
-    for (;;) {
-      const a = await framed.readMessage(TaskAnswer, { allowEnd: true })
-      if (a == null) break
-      answers.push(a)
-      if (a.type === 'done' || a.type === 'error') break
-    }
-    await framed.close()
-    return answers
+  async function ask (registry: string, digest: string): Promise<TaskAnswer[]> {
+    return await askTask(client as DamselflyNode, multiaddr((supernode as Supernode).multiaddrs[0]), { registry, repository: 'team/app', digest })
   }
 
   it('refuses a task for another registry with DENIED before asking that registry anything', async () => {
     await other.flushLog()
     const pushed = other.requests().length
-    const answers = await askTask(other.host, inOther.layers[0].digest)
+    const answers = await ask(other.host, inOther.layers[0].digest)
     assert.deepEqual(answers.map(a => a.type), ['error'])
     assert.equal((answers[0] as { code: string }).code, 'DENIED')
     await other.flushLog()
@@ -79,7 +67,7 @@ describe('a supernode limited to some registries (--allow-registry)', () => {
   })
 
   it('serves a task for a listed registry', async () => {
-    const answers = await askTask(allowed.host, inAllowed.layers[0].digest)
+    const answers = await ask(allowed.host, inAllowed.layers[0].digest)
     assert.equal(answers[0]?.type, 'manifest')
     assert.equal(answers.at(-1)?.type, 'done')
     await allowed.flushLog()
