@@ -10,6 +10,12 @@ export interface SupernodeMetrics {
   uploadBytes: Counter
   /** Piece requests refused so daemons trade the piece among themselves (super-seeding). */
   superSeedRefusals: Counter
+  /**
+   * Task requests (a daemon asking for a blob) by result: `ok`, `abandoned` (the daemon
+   * left first: a renewal takes the first answer only), or the lowercased OCI code of the
+   * refusal or failure (`denied` for a registry outside --allow-registry, too).
+   */
+  tasks: Counter<'result'>
   /** Tracker announces by result: `ok`, `refused` (answered with an error) or `failed` (stream aborted). */
   trackerAnnounces: Counter<'result'>
   /** Blobs the tracker knows at least one live peer of. */
@@ -39,6 +45,12 @@ export function createSupernodeMetrics (registry: Registry): SupernodeMetrics {
     superSeedRefusals: new Counter({
       name: 'damselfly_supernode_superseed_refusals_total',
       help: 'Piece requests refused so the daemons trade the piece among themselves',
+      registers: [registry]
+    }),
+    tasks: new Counter({
+      name: 'damselfly_supernode_tasks_total',
+      help: 'Task requests (a daemon asking for a blob), by result',
+      labelNames: ['result'] as const,
       registers: [registry]
     }),
     trackerAnnounces: new Counter({

@@ -13,6 +13,7 @@ import type { FetchTask, PieceComplete } from '../origin/fetch-task.js'
 import type { BlobAccess } from '../auth/blob-access.js'
 import type { UrlAccess } from '../auth/url-access.js'
 import type { RegistryAllowlist } from '../../shared/security/registry-allowlist.js'
+import type { SupernodeMetrics } from '../metrics.js'
 import { redact, type UrlResolver } from '../origin/url-resolver.js'
 
 export interface TaskHandlerComponents {
@@ -23,6 +24,7 @@ export interface TaskHandlerComponents {
   access?: Pick<BlobAccess, 'authorize'>
   /** The registries blobs are fetched from (--allow-registry); absent: any. */
   registries?: Pick<RegistryAllowlist, 'check'>
+  metrics?: Pick<SupernodeMetrics, 'tasks'>
   /** dfget: files named by URL (their digests learnt, their access gated); absent: URL tasks are refused. */
   urls?: { resolver: Pick<UrlResolver, 'resolve'>, access: Pick<UrlAccess, 'admit' | 'authorize' | 'track'> }
 }
@@ -73,6 +75,7 @@ export class TaskHandler implements Startable {
       digest = req.digest
       if (req.url != null) {
         await this.onUrlTask(framed, req.url, req.digest, connection)
+        this.components.metrics?.tasks.inc({ result: 'ok' })
         return
       }
       const origin = {
@@ -82,13 +85,20 @@ export class TaskHandler implements Startable {
         credentials: credentialsOf(req.authorization)
       }
       // refused before the registry is asked anything, the access check included
-      this.components.registries?.check(origin.registry)
+      try {
+        this.components.registries?.check(origin.registry)
+      } catch (err) {
+        this.log.info({ peer, registry: origin.registry }, 'task refused: registry not in --allow-registry')
+        throw err
+      }
       // stored, being fetched or new: the asker must be allowed to pull it from the origin
       const grant = await this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
       const task = await this.components.originFetcher.ensure(origin)
       await this.follow(framed, task, grant?.ticket)
       await framed.close()
+      this.components.metrics?.tasks.inc({ result: 'ok' })
     } catch (err) {
+      this.components.metrics?.tasks.inc({ result: framed.stream.status !== 'open' ? 'abandoned' : err instanceof DamselflyError ? err.code.toLowerCase() : 'error' })
       await this.fail(framed, err, { peer, digest })
     }
   }

@@ -74,6 +74,13 @@ describe('a supernode limited to some registries (--allow-registry)', () => {
     assert.equal(allowed.blobRequests(inAllowed.layers[0].digest), 1)
   })
 
+  it('counts the refusals and the tasks served in its metrics', async () => {
+    const res = await request(`${(supernode as Supernode).httpAddress as string}/metrics`)
+    const text = await res.body.text()
+    assert.match(text, /damselfly_supernode_tasks_total\{result="denied"\} 1\b/)
+    assert.match(text, /damselfly_supernode_tasks_total\{result="ok"\} 1\b/)
+  })
+
   it('refuses a preheat of an image on another registry, and takes one on a listed registry', async () => {
     const base = (supernode as Supernode).httpAddress as string
     const post = async (image: string): Promise<{ status: number, body: { errors?: Array<{ code: string }> } }> => {
