@@ -1,5 +1,5 @@
 import { ConfigError, DeniedError } from '../errors.js'
-import { isValidRegistryHost, normalizeRegistry } from '../oci/reference.js'
+import { DOCKER_HUB, DOCKER_HUB_API_HOST, isValidRegistryHost, normalizeRegistry } from '../oci/reference.js'
 
 /** A registry outside the operator's `--allow-registry` list: DENIED, 403, before the registry is contacted. */
 export class RegistryNotAllowedError extends DeniedError {
@@ -38,7 +38,7 @@ export class RegistryAllowlist {
       const wildcard = p.startsWith('*.')
       const name = wildcard ? p.slice(2) : p
       if (name.includes('*')) throw bad('the only wildcards are a lone "*" and a leading "*."')
-      if (name.includes('/') || !isValidRegistryHost(name)) throw bad('not a registry name (want host[:port], e.g. ghcr.io or registry.internal:5000)')
+      if (!isValidRegistryHost(name)) throw bad('not a registry name (want host[:port], e.g. ghcr.io or registry.internal:5000)')
       if (wildcard) {
         const { host, port } = splitPort(name.toLowerCase())
         this.suffixes.push({ domain: `.${host}`, port })
@@ -64,7 +64,8 @@ export class RegistryAllowlist {
 
 function canonical (registry: string): string {
   const lower = registry.toLowerCase()
-  return lower === 'registry-1.docker.io' ? 'docker.io' : normalizeRegistry(lower)
+  // the API host Docker Hub is reached at counts as Docker Hub too
+  return lower === DOCKER_HUB_API_HOST ? DOCKER_HUB : normalizeRegistry(lower)
 }
 
 /** `host:port` → its parts; a bracketed IPv6 address holds colons of its own, so only one after its `]` starts a port. */

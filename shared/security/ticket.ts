@@ -50,14 +50,23 @@ export async function signTicket (key: PrivateKey, claims: TicketClaims): Promis
  * timing a renewal, never for trusting the ticket. Undefined when unreadable.
  */
 export function ticketExpiry (ticket: string): number | undefined {
+  const parsed = parseTicket(ticket)
+  return parsed === undefined ? undefined : parsed.claims.exp * 1000
+}
+
+/** A ticket's parts and its claims, unverified; undefined when it is not a well-formed ticket. */
+function parseTicket (ticket: string): { payload: string, sig: string, claims: TicketClaims } | undefined {
+  if (ticket.length > MAX_TICKET_LENGTH) return undefined
   const parts = ticket.split('.')
-  if (parts.length !== 3 || parts[0] !== TICKET_VERSION || ticket.length > MAX_TICKET_LENGTH) return undefined
+  if (parts.length !== 3 || parts[0] !== TICKET_VERSION) return undefined
+  const [, payload, sig] = parts
+  let claims: unknown
   try {
-    const claims: unknown = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'))
-    return Value.Check(Claims, claims) ? claims.exp * 1000 : undefined
+    claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))
   } catch {
     return undefined
   }
+  return Value.Check(Claims, claims) ? { payload, sig, claims } : undefined
 }
 
 export interface VerifyTicketOptions {
@@ -73,17 +82,9 @@ export interface VerifyTicketOptions {
 /** Check a ticket; never throws. */
 export async function verifyTicket (ticket: string | undefined, opts: VerifyTicketOptions): Promise<TicketCheck> {
   if (ticket == null || ticket === '') return { ok: false, reason: 'missing' }
-  if (ticket.length > MAX_TICKET_LENGTH) return { ok: false, reason: 'malformed' }
-  const parts = ticket.split('.')
-  if (parts.length !== 3 || parts[0] !== TICKET_VERSION) return { ok: false, reason: 'malformed' }
-  const [, payload, sig] = parts
-  let claims: unknown
-  try {
-    claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))
-  } catch {
-    return { ok: false, reason: 'malformed' }
-  }
-  if (!Value.Check(Claims, claims)) return { ok: false, reason: 'malformed' }
+  const parsed = parseTicket(ticket)
+  if (parsed === undefined) return { ok: false, reason: 'malformed' }
+  const { payload, sig, claims } = parsed
   let valid = false
   try {
     valid = await opts.publicKey.verify(signedBytes(payload), Buffer.from(sig, 'base64url'))

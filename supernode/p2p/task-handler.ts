@@ -73,34 +73,34 @@ export class TaskHandler implements Startable {
     try {
       const req = await framed.readMessage(TaskRequest)
       digest = req.digest
-      if (req.url != null) {
-        await this.onUrlTask(framed, req.url, req.digest, connection)
-        this.components.metrics?.tasks.inc({ result: 'ok' })
-        return
-      }
-      const origin = {
-        registry: checkRegistry(req.registry),
-        repository: validateRepository(req.repository),
-        digest: parseDigest(req.digest),
-        credentials: credentialsOf(req.authorization)
-      }
-      // refused before the registry is asked anything, the access check included
-      try {
-        this.components.registries?.check(origin.registry)
-      } catch (err) {
-        this.log.info({ peer, registry: origin.registry }, 'task refused: registry not in --allow-registry')
-        throw err
-      }
-      // stored, being fetched or new: the asker must be allowed to pull it from the origin
-      const grant = await this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
-      const task = await this.components.originFetcher.ensure(origin)
-      await this.follow(framed, task, grant?.ticket)
-      await framed.close()
+      if (req.url != null) await this.onUrlTask(framed, req.url, req.digest, connection)
+      else await this.onRegistryTask(framed, req, connection)
       this.components.metrics?.tasks.inc({ result: 'ok' })
     } catch (err) {
       this.components.metrics?.tasks.inc({ result: framed.stream.status !== 'open' ? 'abandoned' : err instanceof DamselflyError ? err.code.toLowerCase() : 'error' })
       await this.fail(framed, err, { peer, digest })
     }
+  }
+
+  /** A layer of a registry: the asker must be allowed to pull it from the origin, whether it is stored, being fetched or new. */
+  private async onRegistryTask (framed: FramedStream, req: TaskRequest, connection: Connection): Promise<void> {
+    const origin = {
+      registry: checkRegistry(req.registry),
+      repository: validateRepository(req.repository),
+      digest: parseDigest(req.digest),
+      credentials: credentialsOf(req.authorization)
+    }
+    // refused before the registry is asked anything, the access check included
+    try {
+      this.components.registries?.check(origin.registry)
+    } catch (err) {
+      this.log.info({ peer: connection.remotePeer.toString(), registry: origin.registry }, 'task refused: registry not in --allow-registry')
+      throw err
+    }
+    const grant = await this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
+    const task = await this.components.originFetcher.ensure(origin)
+    await this.follow(framed, task, grant?.ticket)
+    await framed.close()
   }
 
   /** dfget: the file at `url` (if the operator allows it), its digest given or (empty) learnt by fetching it once. */
