@@ -11,6 +11,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Cleanup } from './cleanup.js'
+import { clientDestDir } from './client-dest.js'
 import { busyShare, machineJiffies, procStats } from './proc.js'
 import { summarize, type ScenarioResult } from './figures.js'
 import { defaultCongestionControl, loopbackTopology, netnsTopology, type Topology } from './hosts.js'
@@ -97,7 +98,22 @@ async function complete (dest: string, image: PreparedImage): Promise<boolean> {
   return false
 }
 
-async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedImage, warmupImage: PreparedImage | undefined, n: number, system: SystemName, storage: string, workDir: string, cleanup: Cleanup, log: Log): Promise<ScenarioResult> {
+/** What every scenario of one swarm part shares. */
+interface SwarmRun {
+  opts: BenchOptions
+  topo: Topology
+  /** The origin registry's storage, with every image pushed. */
+  storage: string
+  warmupImage?: PreparedImage
+  workDir: string
+  /** Where the clients write what they pull (client-dest.ts), one directory per host in it. */
+  pulls: string
+  cleanup: Cleanup
+  log: Log
+}
+
+async function runScenario (swarm: SwarmRun, image: PreparedImage, n: number, system: SystemName): Promise<ScenarioResult> {
+  const { opts, topo, storage, warmupImage, workDir, pulls, cleanup, log } = swarm
   const dir = join(workDir, `${image.spec.name}-n${n}-${system}`)
   await mkdir(dir, { recursive: true })
   const origin = await startOrigin(topo.origin, storage, dir, 'origin', cleanup)
@@ -117,7 +133,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
     const started = sys
-    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, dir)
+    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, pulls)
     const before = warmed !== undefined ? await sys.collect() : undefined
     settled = await waitForQuiet(opts.settleSec * 1000)
     const atStart = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s]))
@@ -127,7 +143,7 @@ async function runScenario (opts: BenchOptions, topo: Topology, image: PreparedI
     const j0 = await machineJiffies()
     const t0 = performance.now()
     const outcomes = await Promise.allSettled(ctx.clients.map(async (_, i) => {
-      const dest = join(dir, `pull-${i + 1}`)
+      const dest = join(pulls, `pull-${i + 1}`)
       await started.pull(i, dest)
       const t = (performance.now() - t0) / 1000
       if (!await complete(dest, image)) throw new Error(`host ${i + 1}: the pulled image is incomplete`)
@@ -258,7 +274,8 @@ async function writeResults (run: BenchRun): Promise<void> {
   const { machine, options: opts, results, files, unfinished } = run
   const swarm = opts.parts.includes('swarm')
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
-  const net = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'
+  const dest = swarm ? `, clients write to ${opts.clientDest}` : ''
+  const net = `${swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'}${dest}`
   const load = `load average ${machine.loadBefore[0]} before${machine.loadAfter !== undefined ? `, ${machine.loadAfter[0]} after` : ''}`
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'
@@ -276,14 +293,18 @@ async function runSwarm (opts: BenchOptions, systems: SystemName[], workDir: str
   const images = await prepareImages([...opts.images, ...warmupSpec], storage, workDir, cleanup)
   const warmupImage = warmupSpec.length > 0 ? images.pop() : undefined
   const maxN = Math.max(...opts.hostCounts)
+  // every host's copy at once, with room for skopeo's temporary files
+  const largest = Math.max(...[...images, ...(warmupImage !== undefined ? [warmupImage] : [])].map((i) => i.bytes))
+  const pulls = await clientDestDir(opts.clientDest, workDir, maxN * largest * 1.1 + 64 * 2 ** 20, cleanup)
   const topo = opts.mode === 'netns' ? await netnsTopology(maxN, opts.rate, cleanup, opts.tcpCc, opts.cpuGroups === true) : loopbackTopology(maxN)
   log(opts.mode === 'netns'
     ? `hosts: origin ${topo.origin.addr}, server ${topo.server.addr}, clients ${topo.clients[0].addr}…${topo.clients[maxN - 1].addr}, ${opts.rate} each way`
     : `hosts: all on 127.0.0.1, no cap`)
+  log(`clients write what they pull to ${pulls} (${opts.clientDest})`)
   try {
     for (const image of images) {
       for (const n of opts.hostCounts) {
-        for (const system of systems) await done(await runScenario(opts, topo, image, warmupImage, n, system, storage, workDir, cleanup, log))
+        for (const system of systems) await done(await runScenario({ opts, topo, storage, warmupImage, workDir, pulls, cleanup, log }, image, n, system))
       }
     }
   } finally {

@@ -3,6 +3,8 @@
  * systems, on which network; for one host, the blob size; for the tracker, how many peers; for
  * the transport's cost, how many bytes.
  */
+
+import type { ClientDest } from './client-dest.js'
 export type SystemName = 'damselfly' | 'direct' | 'nginx' | 'bittorrent'
 export const SYSTEMS: SystemName[] = ['damselfly', 'direct', 'nginx', 'bittorrent']
 
@@ -51,6 +53,8 @@ export interface BenchOptions {
   tcpCc?: string
   /** Swarm on namespaces: one CPU group of equal weight per host (see cpu-groups.ts). */
   cpuGroups?: boolean
+  /** Swarm: where the clients write what they pull (see client-dest.ts); memory on namespaces, disk on loopback unless given. */
+  clientDest: ClientDest
   hostCounts: number[]
   images: ImageSpec[]
   systems: SystemName[]
@@ -99,6 +103,7 @@ export const SMOKE_COST: TransportCostOptions = { bytes: 8 * MiB, repeats: 1 }
 export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tracker,cost] [--out DIR] [--label TEXT] [--keep]
                           [--hosts 1,2,4] [--systems damselfly,direct,nginx,bittorrent]
                           [--images 1x128MiB,8x32MiB] [--rate 100mbit] [--tcp-cc reno] [--cpu-groups] [--loopback]
+                          [--client-dest memory|disk]
                           [--settle SECONDS] [--warmup MiB]
                           [--single-size MiB] [--repeats N]
                           [--tracker-peers N] [--tracker-blobs N] [--tracker-blobs-per-peer N] [--tracker-nodes N]
@@ -122,6 +127,11 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only swarm,single,tra
   --cpu-groups  swarm: every emulated host's processes share one CPU group (cgroup) of equal
               weight, so under contention each host gets an equal share of the cores, as hosts
               with cores of their own would, instead of each process competing on its own
+  --client-dest  swarm: where every client writes what it pulls, for every system alike: memory
+              (a tmpfs in /dev/shm; the default on namespaces) or disk (the work dir; the default
+              with --loopback). The emulated hosts share one disk, and clients sync each layer as
+              they finish, so on disk N hosts finishing together wait on N images' flushes, which
+              real hosts, each with its own disk, do not
   --settle    swarm: once a system has started, sync and wait until the machine is under 20 %
               busy over half a second, at most this long (default 10; 0 pulls at once)
   --warmup    swarm: once a system has started, every host first pulls an unrelated image of one
@@ -156,7 +166,8 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     warmupMiB: DEFAULT_WARMUP_MIB,
     single: { ...(quick ? QUICK_SINGLE : FULL_SINGLE) },
     tracker: { ...(quick ? QUICK_TRACKER : FULL_TRACKER) },
-    cost: { ...(quick ? QUICK_COST : FULL_COST) }
+    cost: { ...(quick ? QUICK_COST : FULL_COST) },
+    clientDest: argv.includes('--loopback') ? 'disk' : 'memory'
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -173,6 +184,7 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
     else if (a === '--images') opts.images = value().split(',').map(imageOf)
     else if (a === '--rate') opts.rate = value()
     else if (a === '--tcp-cc') opts.tcpCc = value()
+    else if (a === '--client-dest') opts.clientDest = clientDestOf(value())
     else if (a === '--out') opts.outDir = value()
     else if (a === '--label') opts.label = value()
     else if (a === '--only') opts.parts = value().split(',') as BenchPart[]
@@ -195,6 +207,11 @@ export function parseArgs (argv: string[], defaultOut: string): BenchOptions {
   if (badParts.length > 0 || opts.parts.length === 0) throw new Error(`--only wants some of ${PARTS.join(', ')}\n${USAGE}`)
   if (opts.tracker.blobsPerPeer >= opts.tracker.blobs) throw new Error(`--tracker-blobs-per-peer must be below --tracker-blobs (each peer downloads one more)\n${USAGE}`)
   return opts
+}
+
+function clientDestOf (v: string): ClientDest {
+  if (v === 'memory' || v === 'disk') return v
+  throw new Error(`--client-dest wants memory or disk\n${USAGE}`)
 }
 
 /** An integer flag value in [min, max]. */

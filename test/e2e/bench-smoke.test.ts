@@ -8,7 +8,7 @@
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,13 +37,19 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       // the settle step runs (a sync and at least one look at the machine), bounded short here
       settleSec: 1,
       // and the warm-up pull before it: its bytes must stay out of every figure asserted below
-      warmupMiB: 1
+      warmupMiB: 1,
+      // the clients' destinations in a tmpfs, as on the emulated hosts
+      clientDest: 'memory'
     }
     // the files are written as the run goes: when the second scenario reports, they hold the first
     let midway: { results: unknown[], unfinished?: string } | undefined
+    let pulls: string | undefined
     const run = await runBench(opts, cleanup, (line) => {
       if (/ N=2 direct: /.test(line)) midway = JSON.parse(readFileSync(join(outDir, 'results.json'), 'utf8')) as typeof midway
+      pulls ??= /^clients write what they pull to (\S+) \(memory\)$/.exec(line)?.[1]
     })
+    assert.ok(pulls?.startsWith('/dev/shm/damselfly-bench-pulls-'), `the clients wrote to a tmpfs: ${pulls ?? 'no such line'}`)
+
     assert.equal(midway?.results.length, 1, 'the first scenario was in the files before the second had finished')
     assert.equal(midway?.unfinished, 'Unfinished run, still to come: 1 of 2 swarm scenarios')
     assert.equal(run.results.length, 2)
@@ -83,11 +89,14 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
     assert.match(md, /^## Where the cores became the limit$/m)
     assert.match(md, /^- 2x2MiB, damselfly: (CPU-bound|not CPU-bound) at N = 2 \(the clients' loops waited for a core \d+ % of the p50 time, the machine \d+ % busy\)$/m)
     assert.doesNotMatch(md, /^## Where the time went$/m, 'no link section without link counters')
+    assert.match(md, /loopback, no cap, clients write to memory;/)
     assert.match(md, /every host pulled a 1 MiB warm-up image through each system first;/, 'the header says the systems were warmed up (and names no BitTorrent exception without BitTorrent)')
     assert.ok(run.files.svg !== undefined, 'the swarm part writes its chart')
     const svg = await readFile(run.files.svg, 'utf8')
     assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
     assert.match(svg, /<polyline /)
+    cleanup.runAll()
+    assert.equal(existsSync(String(pulls)), false, 'the clients\' tmpfs directory goes with the run')
   })
 
   it('runs the single-host, tracker and transport cost parts alone and produces their figures and sections', async () => {
@@ -97,7 +106,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       single: SMOKE_SINGLE,
       tracker: SMOKE_TRACKER,
       cost: SMOKE_COST,
-      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60, settleSec: 0, warmupMiB: 0
+      mode: 'loopback', rate: '100mbit', hostCounts: [1], images: SMOKE_IMAGES, systems: [], outDir: partsDir, label: 'smoke', pullTimeoutSec: 60, settleSec: 0, warmupMiB: 0, clientDest: 'disk'
     }
     const run = await runBench(opts, cleanup, () => undefined)
     assert.deepEqual(run.results, [], 'no swarm part asked for')

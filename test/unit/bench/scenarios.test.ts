@@ -27,6 +27,7 @@ describe('bench command line', () => {
       assert.equal(o.warmupMiB, DEFAULT_WARMUP_MIB)
       assert.equal(o.settleSec, DEFAULT_SETTLE_SEC)
       assert.equal(o.cpuGroups, undefined, 'hosts share the cores process by process unless asked')
+      assert.equal(o.clientDest, 'memory', 'the emulated hosts\' clients write to memory, not all to one disk')
       assert.equal(o.outDir, OUT)
     }
   })
@@ -43,6 +44,9 @@ describe('bench command line', () => {
     assert.equal(o.warmupMiB, 0)
     assert.equal(o.settleSec, 3)
     assert.equal(parseArgs(['--loopback'], OUT).mode, 'loopback')
+    assert.equal(parseArgs(['--loopback'], OUT).clientDest, 'disk', 'the smoke-sized loopback run needs no tmpfs')
+    assert.equal(parseArgs(['--client-dest', 'disk'], OUT).clientDest, 'disk')
+    assert.equal(parseArgs(['--loopback', '--client-dest', 'memory'], OUT).clientDest, 'memory')
   })
 
   it('refuses a bad flag with a reason and the usage', () => {
@@ -58,6 +62,7 @@ describe('bench command line', () => {
       [['--images', '2x0MiB'], /image spec must look like 8x32MiB/],
       [['--warmup', '-1'], /--warmup wants a whole number from 0 to 1024, got -1/],
       [['--rate'], /--rate needs a value/],
+      [['--client-dest', 'ssd'], /--client-dest wants memory or disk/],
       [['--fast'], /unknown argument --fast/],
       [['--tracker-blobs', '4', '--tracker-blobs-per-peer', '4'], /--tracker-blobs-per-peer must be below --tracker-blobs/]
     ]
