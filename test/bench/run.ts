@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { Cleanup } from './cleanup.js'
 import { clientDestDir } from './client-dest.js'
@@ -106,7 +106,7 @@ interface SwarmRun {
   storage: string
   warmupImage?: PreparedImage
   workDir: string
-  /** Where the clients write what they pull (client-dest.ts), one directory per host in it. */
+  /** Where the clients write what they pull (client-dest.ts): a directory per scenario, one per host in that. */
   pulls: string
   cleanup: Cleanup
   log: Log
@@ -133,7 +133,7 @@ async function runScenario (swarm: SwarmRun, image: PreparedImage, n: number, sy
     const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
     const started = sys
-    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, pulls)
+    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, join(pulls, basename(dir)))
     const before = warmed !== undefined ? await sys.collect() : undefined
     settled = await waitForQuiet(opts.settleSec * 1000)
     const atStart = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s]))
@@ -143,7 +143,7 @@ async function runScenario (swarm: SwarmRun, image: PreparedImage, n: number, sy
     const j0 = await machineJiffies()
     const t0 = performance.now()
     const outcomes = await Promise.allSettled(ctx.clients.map(async (_, i) => {
-      const dest = join(pulls, `pull-${i + 1}`)
+      const dest = join(pulls, basename(dir), `pull-${i + 1}`)
       await started.pull(i, dest)
       const t = (performance.now() - t0) / 1000
       if (!await complete(dest, image)) throw new Error(`host ${i + 1}: the pulled image is incomplete`)

@@ -3,8 +3,8 @@
  * systems, on which network; for one host, the blob size; for the tracker, how many peers; for
  * the transport's cost, how many bytes.
  */
-
 import type { ClientDest } from './client-dest.js'
+
 export type SystemName = 'damselfly' | 'direct' | 'nginx' | 'bittorrent'
 export const SYSTEMS: SystemName[] = ['damselfly', 'direct', 'nginx', 'bittorrent']
 
