@@ -1,14 +1,12 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { throwsWithName } from '../../helpers/assertions.js'
 import {
   formatReference, isValidTag, parseReference, registryApiHost, validateRepository, validateTag
 } from '../../../shared/oci/reference.js'
 
 const HEX = 'a'.repeat(64)
 
-function throwsName (fn: () => unknown, name: string): void {
-  assert.throws(fn, (err: Error) => err.name === name, `expected ${name}`)
-}
 
 describe('parseReference', () => {
   it('applies Docker Hub rules', () => {
@@ -42,21 +40,21 @@ describe('parseReference', () => {
   })
 
   it('rejects malformed references with typed errors', () => {
-    throwsName(() => parseReference(''), 'InvalidReferenceError')
-    throwsName(() => parseReference(':tag'), 'InvalidReferenceError')
-    throwsName(() => parseReference('Alpine'), 'InvalidNameError')
-    throwsName(() => parseReference('ghcr.io/Org/app'), 'InvalidNameError')
-    throwsName(() => parseReference('a//b'), 'InvalidNameError')
-    throwsName(() => parseReference('a/b/'), 'InvalidNameError')
-    throwsName(() => parseReference('a..b'), 'InvalidNameError')
-    throwsName(() => parseReference('-a'), 'InvalidNameError')
-    throwsName(() => parseReference('app:'), 'InvalidReferenceError')
-    throwsName(() => parseReference('app:-bad'), 'InvalidReferenceError')
-    throwsName(() => parseReference(`app:${'t'.repeat(129)}`), 'InvalidReferenceError')
-    throwsName(() => parseReference('app@sha256:abc'), 'InvalidDigestError')
-    throwsName(() => parseReference(`app@md5:${HEX}`), 'InvalidDigestError')
-    throwsName(() => parseReference('bad_host.io:port/app'), 'InvalidReferenceError')
-    throwsName(() => parseReference(`ghcr.io/${'a'.repeat(250)}`), 'InvalidNameError')
+    throwsWithName(() => parseReference(''), 'InvalidReferenceError')
+    throwsWithName(() => parseReference(':tag'), 'InvalidReferenceError')
+    throwsWithName(() => parseReference('Alpine'), 'InvalidNameError')
+    throwsWithName(() => parseReference('ghcr.io/Org/app'), 'InvalidNameError')
+    throwsWithName(() => parseReference('a//b'), 'InvalidNameError')
+    throwsWithName(() => parseReference('a/b/'), 'InvalidNameError')
+    throwsWithName(() => parseReference('a..b'), 'InvalidNameError')
+    throwsWithName(() => parseReference('-a'), 'InvalidNameError')
+    throwsWithName(() => parseReference('app:'), 'InvalidReferenceError')
+    throwsWithName(() => parseReference('app:-bad'), 'InvalidReferenceError')
+    throwsWithName(() => parseReference(`app:${'t'.repeat(129)}`), 'InvalidReferenceError')
+    throwsWithName(() => parseReference('app@sha256:abc'), 'InvalidDigestError')
+    throwsWithName(() => parseReference(`app@md5:${HEX}`), 'InvalidDigestError')
+    throwsWithName(() => parseReference('bad_host.io:port/app'), 'InvalidReferenceError')
+    throwsWithName(() => parseReference(`ghcr.io/${'a'.repeat(250)}`), 'InvalidNameError')
   })
 })
 
@@ -68,7 +66,7 @@ describe('validateRepository / validateTag', () => {
 
   it('rejects malformed names', () => {
     for (const name of ['', 'A', 'a/B', 'a..b', 'a___b', 'a/', '/a', 'a//b', '.a', 'a-', 'a b', 'a/../b', 'a:b', 'a'.repeat(256)]) {
-      throwsName(() => validateRepository(name), 'InvalidNameError')
+      throwsWithName(() => validateRepository(name), 'InvalidNameError')
     }
   })
 
@@ -76,7 +74,7 @@ describe('validateRepository / validateTag', () => {
     for (const tag of ['latest', 'v1.2.3', 'A_b-C.d', '_x', 'x'.repeat(128)]) assert.ok(isValidTag(tag), tag)
     for (const tag of ['', '.x', '-x', 'a/b', 'a:b', 'x'.repeat(129), 'é']) {
       assert.equal(isValidTag(tag), false, tag)
-      throwsName(() => validateTag(tag), 'InvalidReferenceError')
+      throwsWithName(() => validateTag(tag), 'InvalidReferenceError')
     }
   })
 })

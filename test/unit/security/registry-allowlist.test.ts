@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { throwsWithName } from '../../helpers/assertions.js'
 import { RegistryAllowlist } from '../../../shared/security/registry-allowlist.js'
 
 const list = (...patterns: string[]): RegistryAllowlist => new RegistryAllowlist(patterns)
@@ -12,9 +13,6 @@ function refused (l: RegistryAllowlist, names: string[]): void {
   for (const n of names) assert.equal(l.allows(n), false, `${n} should be refused by ${l.patterns.join(' ')}`)
 }
 
-function throwsName (fn: () => unknown, name: string): void {
-  assert.throws(fn, (err: Error) => { assert.equal(err.name, name, err.message); return true })
-}
 
 describe('RegistryAllowlist', () => {
   it('allows every registry when empty or "*"', () => {
@@ -30,7 +28,7 @@ describe('RegistryAllowlist', () => {
     assert.equal(l.any, false)
     allowed(l, ['ghcr.io', 'GHCR.IO', 'registry.internal:5000'])
     refused(l, ['docker.io', 'quay.io', 'ghcr.io:443', 'registry.internal', 'registry.internal:5001', 'evil.ghcr.io', 'ghcr.io.evil.example'])
-    throwsName(() => { l.check('quay.io') }, 'RegistryNotAllowedError')
+    throwsWithName(() => { l.check('quay.io') }, 'RegistryNotAllowedError')
   })
 
   it('takes Docker Hub by any of its names', () => {
@@ -53,7 +51,7 @@ describe('RegistryAllowlist', () => {
 
   it('rejects patterns that are not registry names, naming the flag', () => {
     for (const bad of ['https://ghcr.io', 'ghcr.io/team', 'reg*.example', '*example.com', '*.', 'host:99999999', '', ' ']) {
-      throwsName(() => list(bad), 'ConfigError')
+      throwsWithName(() => list(bad), 'ConfigError')
     }
   })
 })

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { throwsWithName } from '../../helpers/assertions.js'
 import { UrlAllowlist } from '../../../shared/security/url-allowlist.js'
 import { UrlAccess } from '../../../supernode/auth/url-access.js'
 
@@ -13,16 +14,13 @@ function refused (l: UrlAllowlist, urls: string[]): void {
   for (const u of urls) assert.equal(l.allows(u), false, `${u} should be refused by ${l.patterns.join(' ')}`)
 }
 
-function throwsName (fn: () => unknown, name: string): void {
-  assert.throws(fn, (err: Error) => { assert.equal(err.name, name, err.message); return true })
-}
 
 describe('UrlAllowlist', () => {
   it('allows nothing when empty, and says so', () => {
     const l = list()
     assert.equal(l.empty, true)
     refused(l, ['https://files.example.com/', 'http://127.0.0.1/x'])
-    throwsName(() => { l.check(new URL('https://files.example.com/a')) }, 'UrlNotAllowedError')
+    throwsWithName(() => { l.check(new URL('https://files.example.com/a')) }, 'UrlNotAllowedError')
   })
 
   it('"*" allows any http(s) URL and nothing else', () => {
@@ -109,14 +107,14 @@ describe('UrlAllowlist', () => {
   it('refuses a redirect target with its own error', () => {
     const l = list('https://files.example.com/releases/')
     l.check(new URL('https://files.example.com/releases/a'), true)
-    throwsName(() => { l.check(new URL('http://169.254.169.254/latest/meta-data/'), true) }, 'UrlNotAllowedError')
-    throwsName(() => { l.check(new URL('https://files.example.com/private/a')) }, 'UrlNotAllowedError')
+    throwsWithName(() => { l.check(new URL('http://169.254.169.254/latest/meta-data/'), true) }, 'UrlNotAllowedError')
+    throwsWithName(() => { l.check(new URL('https://files.example.com/private/a')) }, 'UrlNotAllowedError')
   })
 
   it('rejects patterns that are not http(s) URL prefixes', () => {
     for (const bad of ['files.example.com/releases/', 'ftp://files.example.com/', 'https://*.example.com/', 'https://files.example.com/*',
       'https://files.example.com/a?x=1', 'https://files.example.com/#a', 'https://u:p@files.example.com/', 'https://files.example.com/a%2Fb/', '']) {
-      throwsName(() => new UrlAllowlist([bad]), 'ConfigError')
+      throwsWithName(() => new UrlAllowlist([bad]), 'ConfigError')
     }
   })
 })
@@ -135,9 +133,9 @@ describe('UrlAccess.admit', () => {
   })
 
   it('refuses URLs off the list, with credentials, or not http(s)', () => {
-    throwsName(() => access([]).admit('https://files.example.com/releases/a'), 'UrlNotAllowedError')
-    throwsName(() => access(['https://files.example.com/releases/']).admit('https://files.example.com/private/a'), 'UrlNotAllowedError')
-    throwsName(() => access(['*']).admit('https://user:pw@files.example.com/a'), 'DeniedError')
-    throwsName(() => access(['*']).admit('file:///etc/passwd'), 'DeniedError')
+    throwsWithName(() => access([]).admit('https://files.example.com/releases/a'), 'UrlNotAllowedError')
+    throwsWithName(() => access(['https://files.example.com/releases/']).admit('https://files.example.com/private/a'), 'UrlNotAllowedError')
+    throwsWithName(() => access(['*']).admit('https://user:pw@files.example.com/a'), 'DeniedError')
+    throwsWithName(() => access(['*']).admit('file:///etc/passwd'), 'DeniedError')
   })
 })
