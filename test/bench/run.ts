@@ -115,6 +115,8 @@ interface SwarmRun {
 async function runScenario (swarm: SwarmRun, image: PreparedImage, n: number, system: SystemName): Promise<ScenarioResult> {
   const { opts, topo, storage, warmupImage, workDir, pulls, cleanup, log } = swarm
   const dir = join(workDir, `${image.spec.name}-n${n}-${system}`)
+  // this scenario's own directory in the clients' destination: a host's copy under it per pull
+  const pullsHere = join(pulls, basename(dir))
   await mkdir(dir, { recursive: true })
   const origin = await startOrigin(topo.origin, storage, dir, 'origin', cleanup)
   let sys: RunningSystem | undefined
@@ -133,7 +135,7 @@ async function runScenario (swarm: SwarmRun, image: PreparedImage, n: number, sy
     const ctx: ScenarioContext = { topo, clients: topo.clients.slice(0, n), origin, image, dir, cleanup, pullTimeoutSec: opts.pullTimeoutSec }
     sys = await FACTORIES[system](ctx)
     const started = sys
-    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, join(pulls, basename(dir)))
+    if (warmupImage !== undefined) warmed = await warmUp(sys, warmupImage, n, pullsHere)
     const before = warmed !== undefined ? await sys.collect() : undefined
     settled = await waitForQuiet(opts.settleSec * 1000)
     const atStart = new Map((await Promise.all((sys.procs?.() ?? []).map(async (p) => await procStats(p.name, p.pid)))).map((s) => [s.name, s]))
@@ -143,7 +145,7 @@ async function runScenario (swarm: SwarmRun, image: PreparedImage, n: number, sy
     const j0 = await machineJiffies()
     const t0 = performance.now()
     const outcomes = await Promise.allSettled(ctx.clients.map(async (_, i) => {
-      const dest = join(pulls, basename(dir), `pull-${i + 1}`)
+      const dest = join(pullsHere, `pull-${i + 1}`)
       await started.pull(i, dest)
       const t = (performance.now() - t0) / 1000
       if (!await complete(dest, image)) throw new Error(`host ${i + 1}: the pulled image is incomplete`)
@@ -274,8 +276,8 @@ async function writeResults (run: BenchRun): Promise<void> {
   const { machine, options: opts, results, files, unfinished } = run
   const swarm = opts.parts.includes('swarm')
   const where = `${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}`
-  const dest = swarm ? `, clients write to ${opts.clientDest}` : ''
-  const net = `${swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'}${dest}`
+  const links = swarm && opts.mode === 'netns' ? `${opts.rate} per host each way (tbf), TCP ${machine.tcp ?? ''}${machine.cpuGroups === true ? ', a CPU group of equal weight per host' : ''}` : 'loopback, no cap'
+  const net = swarm ? `${links}, clients write to ${opts.clientDest}` : links
   const load = `load average ${machine.loadBefore[0]} before${machine.loadAfter !== undefined ? `, ${machine.loadAfter[0]} after` : ''}`
   const noTorrentWarmup = opts.systems.includes('bittorrent') ? ' (not BitTorrent: its clients start with each pull)' : ''
   const warm = !swarm ? '' : opts.warmupMiB > 0 ? `; every host pulled a ${opts.warmupMiB} MiB warm-up image through each system first${noTorrentWarmup}` : '; freshly started systems, no warm-up pull'

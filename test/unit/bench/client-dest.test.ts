@@ -5,7 +5,7 @@
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cleanup } from '../../bench/cleanup.js'
@@ -33,7 +33,10 @@ describe('bench client destination', () => {
     try {
       await assert.rejects(clientDestDir('memory', disk, 1, cleanup, '/proc'), /needs a tmpfs at \/proc \(it is another file system\)/)
       await assert.rejects(clientDestDir('memory', disk, 1, cleanup, join(disk, 'absent')), /needs a tmpfs at .*absent: ENOENT/)
+      const made = async (): Promise<number> => (await readdir('/dev/shm')).filter(n => n.startsWith('damselfly-bench-pulls-')).length
+      const before = await made()
       await assert.rejects(clientDestDir('memory', disk, Number.MAX_SAFE_INTEGER, cleanup), /needs \d+ MiB free in \/dev\/shm, which has \d+/)
+      assert.equal(await made(), before, 'no directory made in /dev/shm for a run refused for room')
     } finally {
       await rm(disk, { recursive: true, force: true })
     }

@@ -7,7 +7,6 @@ import {
 
 const HEX = 'a'.repeat(64)
 
-
 describe('parseReference', () => {
   it('applies Docker Hub rules', () => {
     assert.deepEqual(parseReference('alpine'), { registry: 'docker.io', repository: 'library/alpine' })
