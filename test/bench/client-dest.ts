@@ -16,6 +16,8 @@ export type ClientDest = 'memory' | 'disk'
 /** Linux's magic number for tmpfs in statfs(2)'s f_type. */
 const TMPFS_MAGIC = 0x01021994
 export const MEMORY_ROOT = '/dev/shm'
+/** The start of every directory clientDestDir makes in the tmpfs (the rest is mkdtemp's). */
+export const PULLS_DIR_PREFIX = 'damselfly-bench-pulls-'
 
 /**
  * A fresh directory for the clients' destinations: under the work dir for `disk`; in
@@ -28,7 +30,7 @@ export async function clientDestDir (dest: ClientDest, workDir: string, bytes: n
   if (fs.type !== TMPFS_MAGIC) throw new Error(`--client-dest memory needs a tmpfs at ${root} (it is another file system); use --client-dest disk`)
   const free = fs.bavail * fs.bsize
   if (free < bytes) throw new Error(`--client-dest memory needs ${mib(bytes)} MiB free in ${root}, which has ${mib(free)}; use --client-dest disk or fewer hosts`)
-  const dir = await mkdtemp(join(root, 'damselfly-bench-pulls-'))
+  const dir = await mkdtemp(join(root, PULLS_DIR_PREFIX))
   cleanup.dir(dir)
   return dir
 }

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cleanup } from '../bench/cleanup.js'
 import { runBench } from '../bench/run.js'
+import { PULLS_DIR_PREFIX } from '../bench/client-dest.js'
 import { SMOKE_COST, SMOKE_IMAGES, SMOKE_SINGLE, SMOKE_TRACKER, type BenchOptions } from '../bench/scenarios.js'
 
 describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
@@ -48,7 +49,7 @@ describe('bench smoke: N = 2, small image, loopback; one host; tracker', () => {
       if (/ N=2 direct: /.test(line)) midway = JSON.parse(readFileSync(join(outDir, 'results.json'), 'utf8')) as typeof midway
       pulls ??= /^clients write what they pull to (\S+) \(memory\)$/.exec(line)?.[1]
     })
-    assert.ok(pulls?.startsWith('/dev/shm/damselfly-bench-pulls-'), `the clients wrote to a tmpfs: ${pulls ?? 'no such line'}`)
+    assert.ok(pulls?.startsWith(join('/dev/shm', PULLS_DIR_PREFIX)), `the clients wrote to a tmpfs: ${pulls ?? 'no such line'}`)
 
     assert.equal(midway?.results.length, 1, 'the first scenario was in the files before the second had finished')
     assert.equal(midway?.unfinished, 'Unfinished run, still to come: 1 of 2 swarm scenarios')

@@ -13,7 +13,6 @@ function refused (l: RegistryAllowlist, names: string[]): void {
   for (const n of names) assert.equal(l.allows(n), false, `${n} should be refused by ${l.patterns.join(' ')}`)
 }
 
-
 describe('RegistryAllowlist', () => {
   it('allows every registry when empty or "*"', () => {
     for (const l of [list(), list('*'), list('ghcr.io', '*')]) {

@@ -14,7 +14,6 @@ function refused (l: UrlAllowlist, urls: string[]): void {
   for (const u of urls) assert.equal(l.allows(u), false, `${u} should be refused by ${l.patterns.join(' ')}`)
 }
 
-
 describe('UrlAllowlist', () => {
   it('allows nothing when empty, and says so', () => {
     const l = list()
