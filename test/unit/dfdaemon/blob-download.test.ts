@@ -17,7 +17,7 @@ import type { TaskAnswer } from '../../../shared/p2p/task-messages.js'
 import { BlobDownload } from '../../../dfdaemon/swarm/blob-download.js'
 import { RarestFirstPolicy } from '../../../dfdaemon/swarm/piece-policy.js'
 import { SupernodeClient } from '../../../dfdaemon/swarm/supernode-client.js'
-import { SwarmNetwork } from '../../../dfdaemon/swarm/swarm-network.js'
+import { SwarmNetwork, type AnnounceEntry } from '../../../dfdaemon/swarm/swarm-network.js'
 import { DaemonMetrics } from '../../../dfdaemon/metrics.js'
 import type { PieceSource } from '../../../dfdaemon/swarm/piece-source.js'
 import { Neighbour } from '../../../dfdaemon/swarm/neighbour.js'
@@ -68,11 +68,16 @@ describe('BlobDownload', () => {
    * once the download has started, as pieces sources made by `peerSource`.
    * Resolves when the download is done.
    */
-  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: { joined?: (d: BlobDownload) => void, peerSource?: (neighbour: Neighbour) => PieceSource, onGrant?: (digest: string, ticket: string | undefined) => void } = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
+  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: { joined?: (d: BlobDownload) => void, peerSource?: (neighbour: Neighbour) => PieceSource, onGrant?: (digest: string, ticket: string | undefined) => void, onAnnounce?: (entries: AnnounceEntry[]) => void } = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
     const registry = new Registry()
     const metrics = new DaemonMetrics(registry)
     const supernode = new SupernodeClient({ libp2p: node, logger }, { url: 'http://127.0.0.1:9', infoTimeoutMs: 200 })
     const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger }, { announceTimeoutMs: 200, lookupTimeoutMs: 200 })
+    const announce = network.announce.bind(network)
+    network.announce = async (entries) => {
+      neighbours.onAnnounce?.(entries)
+      return await announce(entries)
+    }
     let originAdded = false
     const d = new BlobDownload({
       store,
@@ -131,6 +136,28 @@ describe('BlobDownload', () => {
     assert.equal(originAdded, false, 'nothing is missing: no back-to-source')
     assert.match(await registry.getSingleMetricAsString('damselfly_dfdaemon_blob_downloads_total'), /result="success"} 1/)
     assert.ok(await store.getComplete(blob.digest) != null, 'the blob is in the store')
+  })
+
+  it('a one-piece blob comes from the supernode without looking for neighbours; a larger one looks for them', async () => {
+    const task = (blob: ReturnType<typeof pieced>) => async function * (): AsyncGenerator<TaskAnswer> {
+      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: blob.pieces.reduce((n, p) => n + p.bytes.byteLength, 0), pieceSize: blob.pieceSize, pieces: blob.pieces.map(p => p.sha256) } }
+      yield { type: 'done' }
+    }
+    const small = pieced(Buffer.from('an image config: one piece'))
+    const asked: boolean[] = []
+    const one = await download(small, task(small), Promise.resolve(), { onAnnounce: (entries) => { asked.push(...entries.map(e => e.wantPeers)) } })
+    assert.equal(one.error, undefined)
+    assert.ok(await store.getComplete(small.digest) != null, 'the blob is in the store')
+    // its holders are still told to the tracker once it is complete
+    for (let i = 0; i < 100 && asked.length === 0; i++) await sleep(10)
+    assert.deepEqual(asked, [false], 'one announce, of the complete blob, asking for no peers')
+
+    const big = pieced(Buffer.alloc((2 << 20) + 1, 7))
+    assert.ok(big.pieces.length > 1)
+    const askedBig: boolean[] = []
+    const many = await download(big, task(big), Promise.resolve(), { onAnnounce: (entries) => { askedBig.push(...entries.map(e => e.wantPeers)) } })
+    assert.equal(many.error, undefined)
+    assert.ok(askedBig.includes(true), 'a blob of several pieces asks the tracker for neighbours')
   })
 
   it('does not go back to the origin while the supernode is still fetching the blob and advancing', async () => {
