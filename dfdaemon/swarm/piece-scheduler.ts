@@ -218,9 +218,11 @@ export class PieceScheduler {
     const candidates: number[] = []
     let missingNotInFlight = 0
     for (let i = 0; i < pieces.length; i++) {
-      if (partial.bitfield.has(i) || this.writing.has(i) || (pieces[i] == null && !origin)) continue
-      if (this.inFlight.has(i)) continue
+      if (partial.bitfield.has(i) || this.writing.has(i) || this.inFlight.has(i)) continue
+      // a piece whose hash has not come yet counts as still to ask for: while the supernode is
+      // fetching, the last known pieces all in flight is the swarm keeping up, not the endgame
       missingNotInFlight++
+      if (pieces[i] == null && !origin) continue
       if (!source.has(i)) continue
       if (source.kind === 'supernode' && (this.deferred.get(i) ?? 0) > now) continue
       if (superSeed && counts.askablePeers[i] > 0) continue
@@ -230,7 +232,8 @@ export class PieceScheduler {
     const picked = this.c.policy.pick(candidates, { availability: (i) => counts.swarm[i], urgent: this.c.urgent() })
     // the origin never races the swarm in endgame
     if (picked !== undefined || missingNotInFlight > 0 || origin) return picked
-    // endgame: everything missing is requested; race the remaining pieces on idle sources
+    // endgame: every missing piece is requested (its hash known, or the origin fetching it);
+    // race the remaining pieces on idle sources
     let best: number | undefined
     let fewest = Infinity
     for (const [index, reqs] of this.inFlight) {

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { BlobStore } from '../../../shared/store/blob-store.js'
+import type { PartialBlob } from '../../../shared/store/partial-blob.js'
 import { digestOf } from '../../../shared/oci/digest.js'
 import { newManifest } from '../../../shared/pieces/piece-manifest.js'
 import { DEFER_MS, PieceScheduler, SWARM_SUPERNODE_IN_FLIGHT } from '../../../dfdaemon/swarm/piece-scheduler.js'
@@ -47,10 +48,15 @@ describe('PieceScheduler request depth', () => {
   })
 
   async function scheduler (seed: string, hashed: (i: number) => boolean = () => true): Promise<PieceScheduler> {
+    return (await schedulerOver(seed, hashed)).scheduler
+  }
+
+  /** A scheduler over a fresh partial blob whose hashes `hashed` are known; the partial too, to learn more of them. */
+  async function schedulerOver (seed: string, hashed: (i: number) => boolean): Promise<{ scheduler: PieceScheduler, partial: PartialBlob }> {
     const manifest = newManifest(digestOf(seed), PIECES * PIECE, PIECE)
     manifest.pieces.forEach((_, i) => { if (hashed(i)) manifest.pieces[i] = '0'.repeat(64) })
     const partial = await store.openPartial(manifest)
-    return new PieceScheduler({
+    const scheduler = new PieceScheduler({
       partial,
       policy: new RarestFirstPolicy(),
       metrics: new DaemonMetrics(new Registry()),
@@ -59,6 +65,7 @@ describe('PieceScheduler request depth', () => {
       onFatal: (err) => { throw err },
       urgent: () => undefined
     })
+    return { scheduler, partial }
   }
 
   it('keeps the configured depth to the supernode while the daemon is alone', async () => {
@@ -87,6 +94,36 @@ describe('PieceScheduler request depth', () => {
     ])
     assert.equal(state.missing, PIECES)
     assert.equal(state.inFlight.length, 2 + SWARM_SUPERNODE_IN_FLIGHT)
+    s.stop()
+  })
+
+  it('races no piece while the supernode is still fetching: the last known pieces all in flight is not the endgame', async () => {
+    // the supernode has told us the first half's hashes so far; a neighbour holding it takes them all
+    const half = PIECES / 2
+    const { scheduler: s, partial } = await schedulerOver('keeping-up', (i) => i < half)
+    const first = pendingSource('peer-1', 'peer', half, () => true)
+    s.addSource(first)
+    assert.equal(first.asked.length, half)
+    // an idle neighbour holding everything: nothing it could be asked for yet, and no duplicate
+    const second = pendingSource('peer-2', 'peer', 2, () => true)
+    s.addSource(second)
+    assert.deepEqual(second.asked, [], 'no piece asked twice while hashes are still to come')
+    // the rest of the hashes: new pieces for the idle neighbour, still no duplicate
+    for (let i = half; i < PIECES; i++) partial.setPieceHash(i, '0'.repeat(64))
+    s.pump()
+    assert.equal(second.asked.length, 2)
+    assert.ok(second.asked.every(i => i >= half), `asked ${second.asked.join(', ')}`)
+    s.stop()
+  })
+
+  it('in endgame, with every hash known and every missing piece in flight, races the remaining pieces on an idle source', async () => {
+    const s = await scheduler('endgame')
+    const first = pendingSource('peer-1', 'peer', PIECES, () => true)
+    s.addSource(first)
+    assert.equal(first.asked.length, PIECES)
+    const second = pendingSource('peer-2', 'peer', 2, () => true)
+    s.addSource(second)
+    assert.equal(second.asked.length, 2, 'the idle neighbour races two of the pieces in flight')
     s.stop()
   })
 
