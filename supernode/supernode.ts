@@ -115,17 +115,7 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
   // preheat resolves manifests: only with a client that can fetch them (a RegistryClient)
   const manifestClient = typeof (ownClient as Partial<ManifestClient>).getManifest === 'function' ? ownClient as unknown as ManifestClient : undefined
   const preheat = manifestClient != null ? new PreheatManager({ fetcher: originFetcher, client: manifestClient, resolveEndpoint: resolve, registries: allowRegistries, logger }) : undefined
-  const taskHandler = new TaskHandler({
-    libp2p: node,
-    originFetcher,
-    logger,
-    access: blobAccess,
-    // the fetch uses the asker's credentials unless configured ones stand in for an anonymous asker
-    fetchesAsAsker: (registry, creds) => creds.kind !== 'anonymous' || !credentials.covers(resolve(registry).name),
-    registries: allowRegistries,
-    metrics: counters,
-    urls: { resolver: urlResolver, access: urlAccess }
-  })
+  const taskHandler = new TaskHandler({ libp2p: node, originFetcher, logger, access: blobAccess, registries: allowRegistries, metrics: counters, urls: { resolver: urlResolver, access: urlAccess } })
   const trackerState = new TrackerState()
   const trackerHandler = new TrackerHandler({ libp2p: node, state: trackerState, logger, metrics: counters })
   const superSeed = new SuperSeedPolicy({ isPresent: (peer) => node.getConnections().some(c => c.remotePeer.toString() === peer) })

@@ -1,10 +1,9 @@
 /**
  * The supernode's gate for blobs: every task request is checked with the
- * origin (AccessChecker) before anything of the blob is answered (a fetch made
- * with the asker's own credentials may start beside the check: task-handler.ts);
- * a private blob's answer carries a ticket for the asking daemon; and the
- * supernode's own piece server serves a blob not known to be public only
- * against such a ticket.
+ * origin (AccessChecker) before the blob is fetched, joined or answered from
+ * the store; a private blob's answer carries a ticket for the asking daemon;
+ * and the supernode's own piece server serves a blob not known to be public
+ * only against such a ticket.
  */
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { Logger } from 'pino'

@@ -20,14 +20,8 @@ export interface TaskHandlerComponents {
   libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
   originFetcher: Pick<OriginFetcher, 'ensure'>
   logger: Logger
-  /** Checks every request with the origin before anything of the blob is answered; absent: no check. */
+  /** Checks every request with the origin before the blob is fetched, joined or served; absent: no check. */
   access?: Pick<BlobAccess, 'authorize'>
-  /**
-   * Whether the origin fetch for an asker with these credentials uses them alone (no configured
-   * credentials stand in for an anonymous one): it may then start beside the access check.
-   * Absent: the check always comes first.
-   */
-  fetchesAsAsker?: (registry: string, credentials: Credentials) => boolean
   /** The registries blobs are fetched from (--allow-registry); absent: any. */
   registries?: Pick<RegistryAllowlist, 'check'>
   metrics?: Pick<SupernodeMetrics, 'tasks'>
@@ -103,22 +97,8 @@ export class TaskHandler implements Startable {
       this.log.info({ peer: connection.remotePeer.toString(), registry: origin.registry }, 'task refused: registry not in --allow-registry')
       throw err
     }
-    const granted = this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
-    // a fetch made with the asker's own credentials gets nothing the check would refuse: it starts
-    // beside the check, and the first asker's layer is on its way a round trip sooner; one the
-    // supernode's configured credentials would make waits for the check
-    const beside = this.components.fetchesAsAsker?.(origin.registry, origin.credentials) === true
-    const ensured = beside ? this.components.originFetcher.ensure(origin) : undefined
-    let grant
-    try {
-      grant = await granted
-    } catch (err) {
-      // the check's refusal is the answer, not the fetch's outcome (most likely the same refusal)
-      ensured?.catch(() => {})
-      throw err
-    }
-    // nothing is answered before the check has passed
-    const task = await (ensured ?? this.components.originFetcher.ensure(origin))
+    const grant = await this.components.access?.authorize({ ...origin, digest: origin.digest.value }, connection.remotePeer)
+    const task = await this.components.originFetcher.ensure(origin)
     await this.follow(framed, task, grant?.ticket)
     await framed.close()
   }
