@@ -167,6 +167,39 @@ for (const mode of ['basic', 'token'] as AuthMode[]) {
       }
     })
 
+    it('in a supernode: an anonymous task the access check refuses makes no fetch with the configured credentials', async () => {
+      const sdir = await mkdtemp(join(dir, 'supernode-'))
+      const file = join(sdir, 'credentials.yaml')
+      await writeFile(file, credentialsYaml([[reg.host, 'tester', 'tester-secret']]), { mode: 0o600 })
+      let sn: Supernode | undefined
+      let peer: DamselflyNode | undefined
+      const client = new RegistryClient({ logger })
+      try {
+        // the real client, its origin GETs counted (the configured credentials wrap it as usual)
+        const fetches: string[] = []
+        const origin: OriginClient = {
+          getBlob: async (ep, repository, digest, opts) => {
+            fetches.push(digest)
+            return await client.getBlob(ep, repository, digest, opts)
+          }
+        }
+        sn = await createSupernode({ ...SUPERNODE_DEFAULTS, dataDir: join(sdir, 'data'), host: '127.0.0.1', port: 0, p2pPort: 0, logLevel: 'silent', credentialsFile: file }, { logger, client: origin, accessClient: client })
+        await sn.start()
+        peer = await createNode({ privateKey: await generateKeyPair('Ed25519'), host: '127.0.0.1', port: 0, dhtClientMode: true })
+        await peer.start()
+        const digest = image.layers[1].digest
+        const anon = await askTask(peer, multiaddr(sn.multiaddrs[0]), { registry: reg.host, repository: 'team/app', digest })
+        assert.deepEqual(anon.map(a => a.type), ['error'])
+        assert.equal((anon[0] as Extract<TaskAnswer, { type: 'error' }>).code, 'UNAUTHORIZED')
+        // a fetch started beside the check would have used the configured credentials, and got the blob
+        assert.deepEqual(fetches, [], 'no origin fetch for a refused asker')
+      } finally {
+        await peer?.stop()
+        await sn?.stop()
+        await client.close()
+      }
+    })
+
     it('in a supernode: preheat uses the configured credentials, yet an anonymous task for the private blob is refused', async () => {
       const sdir = await mkdtemp(join(dir, 'supernode-'))
       const file = join(sdir, 'credentials.yaml')
