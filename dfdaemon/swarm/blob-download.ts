@@ -248,8 +248,8 @@ export class BlobDownload {
     // a blob of one piece comes from the supernode, which serves it to every asker (super-seed.ts):
     // neighbours would have nothing to trade, and finding them would cost an announce and a
     // stream to each, just as the image's layers start; they are looked for only if it goes
-    const alone = this.supernode != null && partial.manifest.pieces.length <= 1
-    if (!alone) this.neighbourhood.start(partial)
+    const supernodeServesAll = this.supernode != null && partial.manifest.pieces.length <= 1
+    if (!supernodeServesAll) this.neighbourhood.start(partial)
     for (const n of early) this.neighbourhood.add(n)
     if (backToSource) this.addOrigin('no supernode and no peer holds the blob')
     this.watchdog.start()
@@ -286,8 +286,8 @@ export class BlobDownload {
     } catch (err) {
       // a refusal fails the download; a lost supernode leaves the neighbours, then the origin, to finish it
       if (!(err instanceof UnavailableError)) throw err
-      if (this.c.origin == null && ((this.neighbourhood.size === 0 && !alone) || partial.manifest.pieces.includes(null))) throw err
-      if (alone) this.neighbourhood.start(partial)
+      if (this.c.origin == null && ((this.neighbourhood.size === 0 && !supernodeServesAll) || partial.manifest.pieces.includes(null))) throw err
+      if (supernodeServesAll) this.neighbourhood.start(partial)
       this.taskState = 'lost'
       this.log.warn({ err: err.message, neighbours: this.neighbourhood.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
