@@ -124,10 +124,10 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     onUpload: bytes => { counters.uploadBytes.inc(bytes) },
     uploadLimiter: uploadLimit != null ? new RateLimiter(uploadLimit) : undefined,
     authorize: async (digest, peer, ticket) => { await blobAccess.authorizePiece(digest, peer, ticket) },
-    admit: async (digest, index, peer, uploading) => {
+    admit: async (digest, index, peer) => {
       // only a blob's first piece can be its only one: no manifest lookup on the way to any other
       const pieces = index === 0 ? (await store.getManifest(digest))?.pieces.length : undefined
-      const ok = superSeed.admit(digest, index, peer, { pieces, uploading, fetching: originFetcher.fetching(digest) })
+      const ok = superSeed.admit(digest, index, peer, pieces)
       if (!ok) counters.superSeedRefusals.inc()
       return ok
     }

@@ -242,9 +242,9 @@ export class PieceScheduler {
       if (pieces[index] == null && !origin) continue
       // an aborted loser stays in inFlight until it settles: its piece is already here
       if (partial.bitfield.has(index) || this.writing.has(index)) continue
-      // the supernode has the whole blob by now (every hash is known) and serves the endgame
-      // while its upload has room; not while its busy answer stands (else: a tight refusal loop)
-      if (source.kind === 'supernode' && (this.deferred.get(index) ?? 0) > now) continue
+      // super-seeding holds in endgame too: the supernode races only pieces no usable
+      // neighbour holds, and not while its busy answer stands (else: a tight refusal loop)
+      if (source.kind === 'supernode' && ((this.deferred.get(index) ?? 0) > now || (superSeed && counts.askablePeers[index] > 0))) continue
       if (reqs.size < fewest) { best = index; fewest = reqs.size }
     }
     return best

@@ -49,11 +49,10 @@ export interface PieceServerInit {
   /** Called after a piece was sent, with its size (upload metrics, rate limits). */
   onUpload?: (bytes: number, peer: PeerId) => void
   /**
-   * Whether to serve this request now, given the pieces being sent at the
-   * moment; false answers TOOMANYREQUESTS so the asker gets the piece
-   * elsewhere (super-seeding, upload bounds).
+   * Whether to serve this request now; false answers TOOMANYREQUESTS so the
+   * asker gets the piece elsewhere (super-seeding, upload bounds).
    */
-  admit?: (digest: Digest, index: number, peer: PeerId, uploading: number) => boolean | Promise<boolean>
+  admit?: (digest: Digest, index: number, peer: PeerId) => boolean | Promise<boolean>
   /** Most pieces sent at once by this server; more are refused with TOOMANYREQUESTS. */
   maxConcurrentUploads?: number
   /** Shared bound on upload bytes per second. */
@@ -134,7 +133,7 @@ export class PieceServer implements Startable {
       return
     }
     const busy = this.uploads >= (this.init.maxConcurrentUploads ?? Infinity)
-    if (busy || (this.init.admit != null && !(await this.init.admit(digest, req.index, peer, this.uploads)))) {
+    if (busy || (this.init.admit != null && !(await this.init.admit(digest, req.index, peer)))) {
       await framed.writeMessage({ ok: false, code: 'TOOMANYREQUESTS', message: busy ? 'too many uploads' : 'ask your neighbours' })
       return
     }

@@ -88,11 +88,6 @@ export class OriginFetcher {
     return await this.begin(req, who).task
   }
 
-  /** Whether the blob is being fetched from its origin now. */
-  fetching (digest: Digest): boolean {
-    return this.flights.has(digest.value)
-  }
-
   /** Digests being fetched from an origin now (for the operator API). */
   running (): string[] {
     return [...this.flights.keys()]

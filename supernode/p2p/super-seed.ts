@@ -8,12 +8,6 @@ export interface SuperSeedInit {
   windowMs?: number
   /** A daemon refused this long ago for a piece gets it anyway (nobody near it has it). */
   graceMs?: number
-  /**
-   * Once the supernode is no longer fetching a blob, a piece of it goes to
-   * whoever asks while fewer than this many pieces are being sent: the upload
-   * has room, and refusing would leave it idle through the swarm's endgame.
-   */
-  spareUploads?: number
   maxEntries?: number
   now?: () => number
   /**
@@ -22,16 +16,6 @@ export interface SuperSeedInit {
    * asker gets the piece at once instead of waiting out the grace.
    */
   isPresent?: (peer: string) => boolean
-}
-
-/** What the supernode knows about a request beyond the piece and the asker. */
-export interface AdmitContext {
-  /** How many pieces the blob has, when known. */
-  pieces?: number
-  /** Pieces the supernode is sending now. */
-  uploading?: number
-  /** Whether the supernode is still fetching the blob from the origin (its upload is then for new pieces). */
-  fetching?: boolean
 }
 
 interface PieceRecord {
@@ -49,15 +33,12 @@ interface PieceRecord {
  * after another, such as CI runners, each get the blob at full speed).
  * A blob of one piece (an image config, a small layer) goes to whoever asks:
  * with nothing to trade, a refusal would only cost the asker a round trip and
- * a wait for a neighbour to get it first. And once the origin fetch is over,
- * the supernode's upload carries no new pieces: while it has room, it serves
- * the swarm's endgame (the last pieces each daemon still lacks) rather than idle.
+ * a wait for a neighbour to get it first.
  */
 export class SuperSeedPolicy {
   private readonly copies: number
   private readonly windowMs: number
   private readonly graceMs: number
-  private readonly spareUploads: number
   private readonly now: () => number
   private readonly isPresent: (peer: string) => boolean
   private readonly records: LRUCache<string, PieceRecord>
@@ -66,14 +47,14 @@ export class SuperSeedPolicy {
     this.copies = init.copies ?? 1
     this.windowMs = init.windowMs ?? 15_000
     this.graceMs = init.graceMs ?? 2_000
-    this.spareUploads = init.spareUploads ?? 2
     this.now = init.now ?? Date.now
     this.isPresent = init.isPresent ?? (() => true)
     this.records = new LRUCache({ max: init.maxEntries ?? 100_000 })
   }
 
-  admit (digest: Digest, index: number, peer: PeerId, ctx: AdmitContext = {}): boolean {
-    if (ctx.pieces !== undefined && ctx.pieces <= 1) return true
+  /** `pieces`: how many pieces the blob has, when known. */
+  admit (digest: Digest, index: number, peer: PeerId, pieces?: number): boolean {
+    if (pieces !== undefined && pieces <= 1) return true
     const key = `${digest.hex}:${index}`
     const now = this.now()
     let rec = this.records.get(key)
@@ -84,8 +65,7 @@ export class SuperSeedPolicy {
     const who = peer.toString()
     rec.served = rec.served.filter(s => now - s.at < this.windowMs && s.peer !== who && this.isPresent(s.peer))
     const firstRefused = rec.refused.get(who)
-    const spare = ctx.fetching === false && ctx.uploading !== undefined && ctx.uploading < this.spareUploads
-    if (spare || rec.served.length < this.copies || (firstRefused != null && now - firstRefused >= this.graceMs)) {
+    if (rec.served.length < this.copies || (firstRefused != null && now - firstRefused >= this.graceMs)) {
       rec.served.push({ at: now, peer: who })
       rec.refused.delete(who)
       return true

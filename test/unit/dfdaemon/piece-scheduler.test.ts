@@ -127,33 +127,6 @@ describe('PieceScheduler request depth', () => {
     s.stop()
   })
 
-  it('in endgame, races pieces a neighbour holds on the supernode too: its upload serves the last pieces', async () => {
-    // mid-pull the supernode is asked only for what no neighbour holds; with every hash known
-    // it holds the whole blob, and every missing piece in flight at a neighbour is the endgame
-    const s = await scheduler('endgame-supernode')
-    const peer = pendingSource('peer-1', 'peer', PIECES, () => true)
-    s.addSource(peer)
-    assert.equal(peer.asked.length, PIECES)
-    const supernode = pendingSource('sn', 'supernode', 4, () => true)
-    s.addSource(supernode)
-    assert.equal(supernode.asked.length, SWARM_SUPERNODE_IN_FLIGHT, 'the supernode races pieces in flight at the neighbour')
-    assert.ok(supernode.asked.every(i => peer.asked.includes(i)))
-    s.stop()
-  })
-
-  it('asks the supernode mid-pull for no piece a neighbour holds', async () => {
-    const { scheduler: s, partial } = await schedulerOver('mid-pull-supernode', (i) => i < PIECES / 2)
-    const peer = pendingSource('peer-1', 'peer', 2, () => true)
-    const supernode = pendingSource('sn', 'supernode', 4, () => true)
-    s.addSource(peer)
-    s.addSource(supernode)
-    assert.deepEqual(supernode.asked, [], 'the neighbour holds every piece: the supernode is left for new ones')
-    partial.setPieceHash(PIECES / 2, '0'.repeat(64))
-    s.pump()
-    assert.deepEqual(supernode.asked, [], 'still no endgame: pieces without a hash remain')
-    s.stop()
-  })
-
   it('in endgame, races a piece the origin is fetching on others only once its hash is known', async () => {
     // the supernode has told us the hash of the last piece only; the origin (checked by the
     // whole-blob digest) takes every piece, and a neighbour holding everything joins

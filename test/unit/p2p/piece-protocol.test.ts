@@ -18,14 +18,11 @@ const logger = pino({ level: 'silent' })
 class MemorySource implements PieceSource {
   readonly pieces = new Map<string, Uint8Array>()
   readonly lie = new Map<string, Uint8Array>()
-  /** A read of this piece waits for its gate to open. */
-  readonly gates = new Map<string, Promise<void>>()
   reads = 0
 
   async readPiece (digest: Digest, index: number): Promise<Uint8Array | undefined> {
     this.reads++
     const key = `${digest.value}/${index}`
-    await this.gates.get(key)
     return this.lie.get(key) ?? this.pieces.get(key)
   }
 
@@ -48,8 +45,6 @@ describe('piece protocol', () => {
   const source = new MemorySource()
   const uploads: Array<{ bytes: number, peer: PeerId }> = []
   const refused = new Set<number>()
-  /** The pieces being sent, as each admit call was told. */
-  const uploading: number[] = []
   const blob = digestOf('a blob made of pieces')
 
   before(async () => {
@@ -60,10 +55,7 @@ describe('piece protocol', () => {
     pieceServer = new PieceServer({ libp2p: server, source, logger }, {
       messageTimeoutMs: 5_000,
       onUpload: (bytes, peer) => { uploads.push({ bytes, peer }) },
-      admit: (_d, index, _peer, sending) => {
-        uploading.push(sending)
-        return !refused.has(index)
-      }
+      admit: (_d, index) => !refused.has(index)
     })
     await pieceServer.start()
     await client.dial(server.getMultiaddrs())
@@ -124,30 +116,6 @@ describe('piece protocol', () => {
       await rejectsWithName(fetchPiece(client, server.peerId, opts), 'TooManyRequestsError')
     } finally {
       refused.delete(4)
-    }
-  })
-
-  it('tells admit how many pieces it is sending at that moment', async () => {
-    const slow = source.add(blob, 5, randomBytes(1000))
-    const quick = source.add(blob, 6, randomBytes(1000))
-    let open: () => void = () => {}
-    source.gates.set(`${blob.value}/5`, new Promise<void>(resolve => { open = resolve }))
-    try {
-      uploading.length = 0
-      const first = fetchPiece(client, server.peerId, slow)
-      // the slow piece is admitted and held at its read before the second request comes
-      for (let i = 0; i < 200 && uploading.length === 0; i++) await sleep(5)
-      await sleep(20)
-      await fetchPiece(client, server.peerId, quick)
-      assert.deepEqual(uploading, [0, 1], 'the second request came while the first piece was being sent')
-      open()
-      await first
-      uploading.length = 0
-      await fetchPiece(client, server.peerId, quick)
-      assert.deepEqual(uploading, [0], 'both sent: nothing in progress')
-    } finally {
-      open()
-      source.gates.delete(`${blob.value}/5`)
     }
   })
 

@@ -50,9 +50,9 @@ describe('SuperSeedPolicy', () => {
   it('serves a blob of one piece to every asker, and still trades the pieces of a bigger one', () => {
     const clock = fakeClock()
     const policy = new SuperSeedPolicy({ windowMs: 10_000, graceMs: 2_000, now: clock.now })
-    for (const p of peers) assert.equal(policy.admit(other, 0, p, { pieces: 1 }), true, 'an image config: nothing to trade')
-    assert.equal(policy.admit(blob, 0, peers[0], { pieces: 2 }), true)
-    assert.equal(policy.admit(blob, 0, peers[1], { pieces: 2 }), false, 'two pieces: the second asker trades')
+    for (const p of peers) assert.equal(policy.admit(other, 0, p, 1), true, 'an image config: nothing to trade')
+    assert.equal(policy.admit(blob, 0, peers[0], 2), true)
+    assert.equal(policy.admit(blob, 0, peers[1], 2), false, 'two pieces: the second asker trades')
   })
 
   it('keeps pieces and blobs apart', () => {
@@ -104,18 +104,6 @@ describe('SuperSeedPolicy', () => {
     assert.equal(policy.admit(blob, 0, b), true, 'a has left: nobody else holds the piece')
     present.add(c.toString())
     assert.equal(policy.admit(blob, 0, c), false, 'b holds it now')
-  })
-
-  it('serves the endgame once the blob is fetched, while fewer than spareUploads pieces are being sent', () => {
-    const clock = fakeClock()
-    const policy = new SuperSeedPolicy({ windowMs: 10_000, graceMs: 2_000, spareUploads: 2, now: clock.now })
-    const [a, b, c] = peers
-    assert.equal(policy.admit(blob, 0, a, { fetching: true, uploading: 0 }), true)
-    assert.equal(policy.admit(blob, 0, b, { fetching: true, uploading: 0 }), false, 'still fetching: the upload is for new pieces')
-    assert.equal(policy.admit(blob, 0, b, { fetching: false, uploading: 2 }), false, 'fetched, but the upload is full')
-    assert.equal(policy.admit(blob, 0, b, { fetching: false, uploading: 1 }), true, 'fetched and the upload has room')
-    assert.equal(policy.admit(blob, 0, c, { fetching: false }), false, 'nothing said about the upload: super-seeding as before')
-    assert.equal(policy.admit(blob, 0, c, { fetching: false, uploading: 0 }), true)
   })
 
   it('does not count a daemon\'s own earlier copy against it', () => {
