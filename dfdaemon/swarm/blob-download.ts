@@ -286,6 +286,7 @@ export class BlobDownload {
     } catch (err) {
       // a refusal fails the download; a lost supernode leaves the neighbours, then the origin, to finish it
       if (!(err instanceof UnavailableError)) throw err
+      // (a one-piece blob has not looked for neighbours yet: it does now, so none found is no reason to fail)
       if (this.c.origin == null && ((this.neighbourhood.size === 0 && !supernodeServesAll) || partial.manifest.pieces.includes(null))) throw err
       if (supernodeServesAll) this.neighbourhood.start(partial)
       this.taskState = 'lost'

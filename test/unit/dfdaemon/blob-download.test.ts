@@ -28,15 +28,37 @@ import { signTicket } from '../../../shared/security/ticket.js'
 
 const logger = pino({ level: 'silent' })
 
+/** What a test of BlobDownload plugs in besides the task: neighbours, and what it watches. */
+interface DownloadHooks {
+  joined?: (d: BlobDownload) => void
+  peerSource?: (neighbour: Neighbour) => PieceSource
+  onGrant?: (digest: string, ticket: string | undefined) => void
+  /** Each announce to the tracker, before it goes out. */
+  onAnnounce?: (entries: AnnounceEntry[]) => void
+}
+
 /** A blob cut into pieces the way the supernode cuts it, with each piece's bytes and hash. */
-function pieced (blob: Buffer): { digest: Digest, pieceSize: number, pieces: Array<{ bytes: Buffer, sha256: string }> } {
+function pieced (blob: Buffer): { digest: Digest, size: number, pieceSize: number, pieces: Array<{ bytes: Buffer, sha256: string }> } {
   const pieceSize = pieceSizeFor(blob.byteLength)
   const pieces = Array.from({ length: pieceCount(blob.byteLength, pieceSize) }, (_, i) => {
     const { start, end } = pieceRange(blob.byteLength, pieceSize, i)
     const bytes = blob.subarray(start, end)
     return { bytes, sha256: sha256Hex(bytes) }
   })
-  return { digest: digestOf(blob), pieceSize, pieces }
+  return { digest: digestOf(blob), size: blob.byteLength, pieceSize, pieces }
+}
+
+/** The blob's piece manifest as a task sends it: every hash, or the ones given. */
+function wireManifest (blob: ReturnType<typeof pieced>, hashes: Array<string | null> = blob.pieces.map(p => p.sha256)): Extract<TaskAnswer, { type: 'manifest' }>['manifest'] {
+  return { digest: blob.digest.value, size: blob.size, pieceSize: blob.pieceSize, pieces: hashes }
+}
+
+/** A task for a blob the supernode already holds: the manifest with every hash, then done. */
+function wholeTask (blob: ReturnType<typeof pieced>): () => AsyncGenerator<TaskAnswer> {
+  return async function * () {
+    yield { type: 'manifest', manifest: wireManifest(blob) }
+    yield { type: 'done' }
+  }
 }
 
 describe('BlobDownload', () => {
@@ -68,7 +90,7 @@ describe('BlobDownload', () => {
    * once the download has started, as pieces sources made by `peerSource`.
    * Resolves when the download is done.
    */
-  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: { joined?: (d: BlobDownload) => void, peerSource?: (neighbour: Neighbour) => PieceSource, onGrant?: (digest: string, ticket: string | undefined) => void, onAnnounce?: (entries: AnnounceEntry[]) => void } = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
+  async function download (blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer>, served: Promise<void>, neighbours: DownloadHooks = {}): Promise<{ d: BlobDownload, error?: Error, originAdded: boolean, registry: Registry }> {
     const registry = new Registry()
     const metrics = new DaemonMetrics(registry)
     const supernode = new SupernodeClient({ libp2p: node, logger }, { url: 'http://127.0.0.1:9', infoTimeoutMs: 200 })
@@ -127,7 +149,7 @@ describe('BlobDownload', () => {
     // the manifest and the piece's hash at once, `done` only after three no-progress
     // deadlines (a supernode whose own commit is slow, as on a starved host)
     const answers = async function * (): AsyncGenerator<TaskAnswer> {
-      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: blob.pieces[0].bytes.byteLength, pieceSize: blob.pieceSize, pieces: [blob.pieces[0].sha256] } }
+      yield { type: 'manifest', manifest: wireManifest(blob) }
       await sleep(3200)
       yield { type: 'done' }
     }
@@ -139,13 +161,9 @@ describe('BlobDownload', () => {
   })
 
   it('a one-piece blob comes from the supernode without looking for neighbours; a larger one looks for them', async () => {
-    const task = (blob: ReturnType<typeof pieced>) => async function * (): AsyncGenerator<TaskAnswer> {
-      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: blob.pieces.reduce((n, p) => n + p.bytes.byteLength, 0), pieceSize: blob.pieceSize, pieces: blob.pieces.map(p => p.sha256) } }
-      yield { type: 'done' }
-    }
     const small = pieced(Buffer.from('an image config: one piece'))
     const asked: boolean[] = []
-    const one = await download(small, task(small), Promise.resolve(), { onAnnounce: (entries) => { asked.push(...entries.map(e => e.wantPeers)) } })
+    const one = await download(small, wholeTask(small), Promise.resolve(), { onAnnounce: (entries) => { asked.push(...entries.map(e => e.wantPeers)) } })
     assert.equal(one.error, undefined)
     assert.ok(await store.getComplete(small.digest) != null, 'the blob is in the store')
     // its holders are still told to the tracker once it is complete
@@ -155,7 +173,7 @@ describe('BlobDownload', () => {
     const big = pieced(Buffer.alloc((2 << 20) + 1, 7))
     assert.ok(big.pieces.length > 1)
     const askedBig: boolean[] = []
-    const many = await download(big, task(big), Promise.resolve(), { onAnnounce: (entries) => { askedBig.push(...entries.map(e => e.wantPeers)) } })
+    const many = await download(big, wholeTask(big), Promise.resolve(), { onAnnounce: (entries) => { askedBig.push(...entries.map(e => e.wantPeers)) } })
     assert.equal(many.error, undefined)
     assert.ok(askedBig.includes(true), 'a blob of several pieces asks the tracker for neighbours')
   })
@@ -171,7 +189,7 @@ describe('BlobDownload', () => {
     let fetchedWhole!: () => void
     const whole = new Promise<void>(resolve => { fetchedWhole = resolve })
     const answers = async function * (): AsyncGenerator<TaskAnswer> {
-      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: bytes.byteLength, pieceSize: blob.pieceSize, pieces: blob.pieces.map(() => null) } }
+      yield { type: 'manifest', manifest: wireManifest(blob, blob.pieces.map(() => null)) }
       for (const [index, piece] of blob.pieces.entries()) {
         await sleep(300)
         yield { type: 'piece', index, sha256: piece.sha256 }
@@ -189,11 +207,7 @@ describe('BlobDownload', () => {
   function threePieces (fill: number): { blob: ReturnType<typeof pieced>, answers: () => AsyncGenerator<TaskAnswer> } {
     const blob = pieced(Buffer.alloc(3 * pieceSizeFor(1) - 100, fill))
     assert.equal(blob.pieces.length, 3)
-    const answers = async function * (): AsyncGenerator<TaskAnswer> {
-      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: 3 * pieceSizeFor(1) - 100, pieceSize: blob.pieceSize, pieces: blob.pieces.map(p => p.sha256) } }
-      yield { type: 'done' }
-    }
-    return { blob, answers }
+    return { blob, answers: wholeTask(blob) }
   }
 
   it('keeps a neighbour that holds every piece as a source when its stream ends: it finished and seeds the blob', async () => {
@@ -269,7 +283,7 @@ describe('BlobDownload', () => {
     // the first task stays open while the pieces are slow to come; the second answers at once
     const answers = async function * (): AsyncGenerator<TaskAnswer> {
       const ticket = ++opened === 1 ? first : second
-      yield { type: 'manifest', manifest: { digest: blob.digest.value, size: 3 * pieceSizeFor(1) - 100, pieceSize: blob.pieceSize, pieces: blob.pieces.map(p => p.sha256) }, ticket }
+      yield { type: 'manifest', manifest: wireManifest(blob), ticket }
       if (opened === 1) await renewal
       yield { type: 'done' }
     }
