@@ -101,6 +101,7 @@ export class BlobDownload {
   private committing = false
   private readonly watchdog: ProgressWatchdog
   private originAdded = false
+  private lookingForNeighbours = false
   /**
    * Settles when the supernode's task stream ends: true when it ended with
    * `done`, the supernode's word that it checked the whole blob against its
@@ -238,7 +239,7 @@ export class BlobDownload {
         this.pieceArrived(index)
       },
       onFatal: (err) => { this.fail(err) },
-      escalate: () => this.addOrigin('pieces keep failing'),
+      escalate: () => this.lookFurther('pieces keep failing'),
       urgent: () => this.lowestWaited()
     }, { maxPieceAttempts: this.init.maxPieceAttempts })
     if (this.task != null) {
@@ -247,9 +248,10 @@ export class BlobDownload {
     }
     // a blob of one piece comes from the supernode, which serves it to every asker (super-seed.ts):
     // neighbours would have nothing to trade, and finding them would cost an announce and a
-    // stream to each, just as the image's layers start; they are looked for only if it goes
+    // stream to each, just as the image's layers start; they are looked for only if the
+    // supernode goes, or fails to serve the piece (lookFurther)
     const supernodeServesAll = this.supernode != null && partial.manifest.pieces.length <= 1
-    if (!supernodeServesAll) this.neighbourhood.start(partial)
+    if (!supernodeServesAll) this.lookForNeighbours()
     for (const n of early) this.neighbourhood.add(n)
     if (backToSource) this.addOrigin('no supernode and no peer holds the blob')
     this.watchdog.start()
@@ -288,7 +290,7 @@ export class BlobDownload {
       if (!(err instanceof UnavailableError)) throw err
       // (a one-piece blob has not looked for neighbours yet: it does now, so none found is no reason to fail)
       if (this.c.origin == null && ((this.neighbourhood.size === 0 && !supernodeServesAll) || partial.manifest.pieces.includes(null))) throw err
-      if (supernodeServesAll) this.neighbourhood.start(partial)
+      this.lookForNeighbours()
       this.taskState = 'lost'
       this.log.warn({ err: err.message, neighbours: this.neighbourhood.size }, 'supernode lost; continuing with neighbours, then the origin')
       if (this.supernode != null) this.scheduler.removeSource(this.supernode.id)
@@ -334,6 +336,26 @@ export class BlobDownload {
     return { manifest: await this.c.origin.manifest(this.req), early, backToSource: true }
   }
 
+  /** Start finding and greeting neighbours (once); returns whether it started now. */
+  private lookForNeighbours (): boolean {
+    const partial = this.partial
+    if (this.lookingForNeighbours || partial == null || this.finished || this.failure != null) return false
+    this.lookingForNeighbours = true
+    this.neighbourhood.start(partial)
+    return true
+  }
+
+  /**
+   * The sources so far keep failing or stay silent: look for neighbours if this
+   * download has not yet (a one-piece blob), and add the origin. Returns whether
+   * either was new, which gives every piece a fresh budget.
+   */
+  private lookFurther (reason: string): boolean {
+    const looked = this.lookForNeighbours()
+    if (looked) this.log.warn({ reason, task: this.taskState }, 'supernode not serving the blob; looking for neighbours')
+    return this.addOrigin(reason) || looked
+  }
+
   /** Add the origin as a source (once); returns whether it was added now. */
   private addOrigin (reason: string): boolean {
     const partial = this.partial
@@ -346,14 +368,15 @@ export class BlobDownload {
 
   /**
    * No piece, and no new piece hash from the supernode, for the no-progress
-   * deadline: the origin is added; as long again with nothing in flight: the
+   * deadline: the origin is added (and neighbours looked for, if they were not
+   * yet); as long again with nothing in flight: the
    * download fails rather than leave clients waiting (requests in flight have
    * deadlines of their own).
    */
   private stalled (stalledMs: number): void {
     if (this.finished || this.failure != null) return
     const seconds = Math.round(stalledMs / 1000)
-    if (this.addOrigin(`no piece arrived for ${seconds} s`)) {
+    if (this.lookFurther(`no piece arrived for ${seconds} s`)) {
       this.watchdog.progress()
     } else if ((this.scheduler?.inFlightCount ?? 0) === 0) {
       this.fail(new UnavailableError(`no source delivered a piece for ${seconds} s`))

@@ -23,7 +23,7 @@ import type { PieceSource } from '../../../dfdaemon/swarm/piece-source.js'
 import { Neighbour } from '../../../dfdaemon/swarm/neighbour.js'
 import { FramedStream } from '../../../shared/p2p/codec.js'
 import { Bitfield } from '../../../shared/pieces/bitfield.js'
-import { TooManyRequestsError } from '../../../shared/errors.js'
+import { TooManyRequestsError, UnavailableError } from '../../../shared/errors.js'
 import { signTicket } from '../../../shared/security/ticket.js'
 
 const logger = pino({ level: 'silent' })
@@ -34,7 +34,7 @@ interface DownloadHooks {
   peerSource?: (neighbour: Neighbour) => PieceSource
   onGrant?: (digest: string, ticket: string | undefined) => void
   /** Each announce to the tracker, before it goes out. */
-  onAnnounce?: (entries: AnnounceEntry[]) => void
+  onAnnounce?: (entries: AnnounceEntry[], d: BlobDownload) => void
 }
 
 /** A blob cut into pieces the way the supernode cuts it, with each piece's bytes and hash. */
@@ -97,7 +97,7 @@ describe('BlobDownload', () => {
     const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger }, { announceTimeoutMs: 200, lookupTimeoutMs: 200 })
     const announce = network.announce.bind(network)
     network.announce = async (entries) => {
-      neighbours.onAnnounce?.(entries)
+      neighbours.onAnnounce?.(entries, d)
       return await announce(entries)
     }
     let originAdded = false
@@ -176,6 +176,36 @@ describe('BlobDownload', () => {
     const many = await download(big, wholeTask(big), Promise.resolve(), { onAnnounce: (entries) => { askedBig.push(...entries.map(e => e.wantPeers)) } })
     assert.equal(many.error, undefined)
     assert.ok(askedBig.includes(true), 'a blob of several pieces asks the tracker for neighbours')
+  })
+
+  it('a one-piece blob the supernode answers for but fails to serve looks for neighbours, and takes it from one', async () => {
+    const small = pieced(Buffer.from('an image config the supernode cannot serve'))
+    // the task answers with the manifest and done; every piece request then fails, as from a
+    // supernode that went away after answering (the origin is unreachable in this helper)
+    const gone = Promise.reject(new UnavailableError('supernode went away'))
+    gone.catch(() => {})
+    const [ours, theirs] = await streamPair()
+    const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+    const all = new Bitfield(1)
+    all.set(0)
+    const asked: boolean[] = []
+    let stuck: NodeJS.Timeout | undefined
+    const { d, error } = await download(small, wholeTask(small), gone, {
+      // the tracker answers the first announce asking for peers with a neighbour that holds the blob
+      onAnnounce: (entries, d) => {
+        asked.push(...entries.map(e => e.wantPeers))
+        if (asked.filter(w => w).length !== 1 || !entries.some(e => e.wantPeers)) return
+        d.addNeighbour(new Neighbour(peer, all, new FramedStream(ours), logger, false))
+        stuck = setTimeout(() => { d.cancel(new Error('no piece came from the neighbour')) }, 5000)
+      },
+      peerSource: (n) => ({ id: n.id, kind: 'peer', maxInFlight: 2, has: (i) => n.bitfield.has(i), fetch: async (index) => small.pieces[index] })
+    })
+    clearTimeout(stuck)
+    theirs.abort(new Error('test over'))
+    assert.equal(error, undefined)
+    assert.equal(asked[0], true, 'its first announce asks for peers')
+    assert.equal(d.received.peer, small.size, 'the piece came from the neighbour')
+    assert.ok(await store.getComplete(small.digest) != null, 'the blob is in the store')
   })
 
   it('does not go back to the origin while the supernode is still fetching the blob and advancing', async () => {
