@@ -16,6 +16,7 @@ import { BlobDownload } from './swarm/blob-download.js'
 import { RarestFirstPolicy } from './swarm/piece-policy.js'
 import { peerPieceSource } from './swarm/peer-source.js'
 import { PieceClient } from '../shared/p2p/piece-client.js'
+import { ConnectionLanes } from '../shared/p2p/connection-lanes.js'
 import { SwarmBlobProvider } from './swarm/swarm-blob-provider.js'
 import { OriginAccess } from './swarm/origin-source.js'
 import { VerifiedPieces } from './swarm/verified-pieces.js'
@@ -87,10 +88,12 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     ? { cert: readSecretFile(config.tlsCert, 'TLS certificate', logger), key: readSecretFile(config.tlsKey, 'TLS key', logger) }
     : undefined
   const metrics = new DaemonMetrics(registry, { connections: () => node.getConnections().length })
-  const supernode = new SupernodeClient({ libp2p: node, logger }, { url: config.supernode, pin })
+  // piece bytes on connections of their own, so no message waits behind them
+  const lanes = new ConnectionLanes({ libp2p: node, logger })
+  const supernode = new SupernodeClient({ libp2p: node, logger, lanes }, { url: config.supernode, pin })
   // provider records wait while downloads run (blobs is created below; asked only later)
-  const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger, busy: () => blobs.downloading() })
-  const pieceClient = new PieceClient(node)
+  const network = new SwarmNetwork({ libp2p: node, supernode, metrics, logger, lanes, busy: () => blobs.downloading() })
+  const pieceClient = new PieceClient(node, { lanes })
   const policy = new RarestFirstPolicy()
   const uploadLimit = parseBytes(config.uploadLimit)
   const downloadLimit = parseBytes(config.downloadLimit)
@@ -142,7 +145,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
     return dl
   }
 
-  const pieceServer = new PieceServer({ libp2p: node, source: verifiedPieces, logger }, {
+  const pieceServer = new PieceServer({ libp2p: node, source: verifiedPieces, logger, lanes }, {
     onUpload: (bytes) => { metrics.uploadBytes.inc(bytes) },
     maxConcurrentUploads: config.maxUploads,
     uploadLimiter,
@@ -272,6 +275,7 @@ export async function createDaemon (config: DaemonConfig, deps: { logger: Logger
       await swarmHandler.stop()
       await pieceServer.stop()
       await node.stop()
+      lanes.stop()
       await client.close()
       await manifestCache.flush()
       await store.close()

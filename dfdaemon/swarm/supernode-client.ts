@@ -2,6 +2,7 @@ import { request } from 'undici'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
+import type { ConnectionLanes } from '../../shared/p2p/connection-lanes.js'
 import type { Logger } from 'pino'
 import { FramedStream } from '../../shared/p2p/codec.js'
 import { TASK_PROTOCOL } from '../../shared/p2p/protocols.js'
@@ -23,6 +24,8 @@ export interface SupernodeClientInit {
 export interface SupernodeClientComponents {
   libp2p: DamselflyNode
   logger: Logger
+  /** Task streams on a connection that carries no piece bytes (see ConnectionLanes). */
+  lanes?: Pick<ConnectionLanes, 'dialProtocol'>
 }
 
 /** A task in progress on the supernode, as a stream of answers. */
@@ -37,11 +40,13 @@ export interface TaskStream extends AsyncIterable<TaskAnswer> {
 export class SupernodeClient {
   private readonly init: SupernodeClientInit
   private readonly libp2p: DamselflyNode
+  private readonly streams: Pick<ConnectionLanes, 'dialProtocol'>
   private readonly log: Logger
   private peer?: PeerId
 
   constructor (components: SupernodeClientComponents, init: SupernodeClientInit) {
     this.libp2p = components.libp2p
+    this.streams = components.lanes ?? components.libp2p
     this.log = components.logger.child({ component: 'supernode-client' })
     this.init = init
   }
@@ -85,7 +90,7 @@ export class SupernodeClient {
     let stream
     const dialDeadline = AbortSignal.timeout(10_000)
     try {
-      stream = await this.libp2p.dialProtocol(peer, TASK_PROTOCOL, { signal: signal == null ? dialDeadline : AbortSignal.any([signal, dialDeadline]) })
+      stream = await this.streams.dialProtocol(peer, TASK_PROTOCOL, { signal: signal == null ? dialDeadline : AbortSignal.any([signal, dialDeadline]) })
     } catch (err) {
       // the supernode may have restarted with new addresses: ask again next time
       this.peer = undefined

@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import PQueue from 'p-queue'
 import type { Digest } from '../../shared/oci/digest.js'
 import type { DamselflyNode } from '../../shared/p2p/node.js'
+import type { ConnectionLanes } from '../../shared/p2p/connection-lanes.js'
 import { FramedStream } from '../../shared/p2p/codec.js'
 import { SWARM_PROTOCOL } from '../../shared/p2p/protocols.js'
 import { SwarmWelcome } from '../../shared/p2p/swarm-messages.js'
@@ -42,6 +43,8 @@ export interface SwarmNetworkComponents {
   logger: Logger
   /** Whether downloads are running on this host: provider records wait until none is. */
   busy?: () => boolean
+  /** Announces and swarm streams on connections that carry no piece bytes (see ConnectionLanes). */
+  lanes?: Pick<ConnectionLanes, 'dialProtocol'>
 }
 
 export interface SwarmNetworkInit {
@@ -142,7 +145,7 @@ export class SwarmNetwork {
     }
     try {
       const peer = await this.c.supernode.peerId()
-      const reply = await announce(this.c.libp2p, peer, msg, { timeoutMs: this.init.announceTimeoutMs ?? 5000 })
+      const reply = await announce(this.c.lanes ?? this.c.libp2p, peer, msg, { timeoutMs: this.init.announceTimeoutMs ?? 5000 })
       this.c.metrics.trackerAnnounces.inc({ result: 'ok' })
       this.trackerReachable = true
       const out = new Map<string, PeerContact[]>()
@@ -223,7 +226,7 @@ export class SwarmNetwork {
     // a peer-store write per greet adds up over many small blobs: only when there is no connection to reuse
     if (peer.addrs.length > 0 && this.c.libp2p.getConnections(peer.peerId).length === 0) await this.c.libp2p.peerStore.merge(peer.peerId, { multiaddrs: peer.addrs })
     const deadline = AbortSignal.timeout(this.init.greetTimeoutMs ?? 10_000)
-    const stream = await this.c.libp2p.dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
+    const stream = await (this.c.lanes ?? this.c.libp2p).dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
     const framed = new FramedStream(stream)
     try {
       const told = have?.toBase64() ?? ''

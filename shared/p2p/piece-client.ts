@@ -1,6 +1,7 @@
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { FramedStream } from './codec.js'
 import type { PieceBytes } from '../pieces/piece-bytes.js'
+import type { ConnectionLanes } from './connection-lanes.js'
 import { exchangePiece, openPieceStream, type FetchPieceOptions, type PieceAnswer } from './piece-protocol.js'
 
 export interface PieceClientInit {
@@ -8,6 +9,8 @@ export interface PieceClientInit {
   idleTimeoutMs?: number
   /** Idle streams kept per peer. */
   maxIdlePerPeer?: number
+  /** Piece streams on connections of their own, apart from the messages (see ConnectionLanes). */
+  lanes?: Pick<ConnectionLanes, 'forPieces'>
 }
 
 interface Idle { framed: FramedStream, timer: NodeJS.Timeout, onRemoteClose: () => void }
@@ -23,6 +26,7 @@ export class PieceClient {
   private readonly libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>
   private readonly idleMs: number
   private readonly maxIdle: number
+  private readonly lanes?: Pick<ConnectionLanes, 'forPieces'>
   private readonly idle = new Map<string, Idle[]>()
   private closed = false
 
@@ -30,6 +34,7 @@ export class PieceClient {
     this.libp2p = libp2p
     this.idleMs = init.idleTimeoutMs ?? 20_000
     this.maxIdle = init.maxIdlePerPeer ?? 16
+    this.lanes = init.lanes
   }
 
   /** The verified bytes of one piece from `peer`; throws its refusal or the failure. */
@@ -46,7 +51,7 @@ export class PieceClient {
       }
     }
     if (answer == null) {
-      framed = await openPieceStream(this.libp2p, peer, opts)
+      framed = await openPieceStream(this.libp2p, peer, { ...opts, lanes: this.lanes })
       try {
         answer = await exchangePiece(framed, opts)
       } catch (err) {

@@ -9,6 +9,7 @@ import { DEFAULT_MESSAGE_TIMEOUT_MS, FramedStream } from './codec.js'
 import { Deadline } from '../deadline.js'
 import { PIECE_PROTOCOL } from './protocols.js'
 import type { RateLimiter } from '../rate-limiter.js'
+import type { ConnectionLanes } from './connection-lanes.js'
 
 /** Where the piece server gets bytes from (the store). */
 export interface PieceSource {
@@ -38,6 +39,8 @@ export interface PieceServerComponents {
   libp2p: Pick<Libp2p, 'handle' | 'unhandle'>
   source: PieceSource
   logger: Logger
+  /** Told of every connection a piece stream arrives on, so messages keep off it. */
+  lanes?: Pick<ConnectionLanes, 'carriesPieces'>
 }
 
 export interface PieceServerInit {
@@ -91,6 +94,7 @@ export class PieceServer implements Startable {
   }
 
   private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    this.components.lanes?.carriesPieces(connection)
     // a request is a few dozen bytes and never followed by a payload: cap what a
     // peer can make us buffer per stream (the defaults allow 16 MiB, times 64 streams)
     const framed = new FramedStream(stream, { messageTimeoutMs: this.init.messageTimeoutMs, maxMessageBytes: MAX_REQUEST_BYTES, maxPayloadBytes: 0 })
@@ -185,13 +189,17 @@ export async function fetchPiece (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConn
   return pieceBuffer(answer.bytes)
 }
 
-/** A new piece stream to `peer`, on an open connection when there is one (far cheaper than a dial). */
-export async function openPieceStream (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>, peer: PeerId | Multiaddr, opts: { signal?: AbortSignal, messageTimeoutMs?: number }): Promise<FramedStream> {
+/**
+ * A new piece stream to `peer`: on our connection for pieces when `lanes` is
+ * given and one can be had, else on an open connection when there is one (far
+ * cheaper than a dial).
+ */
+export async function openPieceStream (libp2p: Pick<Libp2p, 'dialProtocol' | 'getConnections'>, peer: PeerId | Multiaddr, opts: { signal?: AbortSignal, messageTimeoutMs?: number, lanes?: Pick<ConnectionLanes, 'forPieces'> }): Promise<FramedStream> {
   const timeoutMs = opts.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS
   const deadline = new Deadline(opts.signal, timeoutMs, () => new TimeoutError(`no piece stream within ${timeoutMs} ms`))
   try {
-    const conn = isPeerId(peer) ? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
     const signal = deadline.signal
+    const conn = isPeerId(peer) ? (await opts.lanes?.forPieces(peer, signal)) ?? libp2p.getConnections(peer).find(c => c.status === 'open') : undefined
     const stream = conn != null ? await conn.newStream(PIECE_PROTOCOL, { signal }) : await libp2p.dialProtocol(peer, PIECE_PROTOCOL, { signal })
     return new FramedStream(stream, { messageTimeoutMs: opts.messageTimeoutMs })
   } catch (err) {
