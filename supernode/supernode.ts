@@ -32,6 +32,9 @@ import { BlobVisibility } from '../shared/security/blob-visibility.js'
 import { loadSwarmKey } from '../shared/security/swarm-key.js'
 import { readTokenFile, warnIfExposed } from '../shared/security/secret-file.js'
 import { CredentialStore, withConfiguredCredentials } from '../shared/oci/credential-store.js'
+
+/** Connections the supernode keeps open: two per daemon (ConnectionLanes), for a couple of thousand hosts. */
+const MAX_CONNECTIONS = 4096
 import { loadUpstreamTls } from '../shared/oci/upstream-tls.js'
 
 export interface SupernodeDeps {
@@ -78,6 +81,9 @@ export async function createSupernode (config: SupernodeConfig, deps: SupernodeD
     host: config.host,
     port: config.p2pPort,
     announce: config.announce,
+    // every daemon keeps two connections here (messages, and its piece streams:
+    // ConnectionLanes); libp2p would prune beyond its default of 300
+    maxConnections: MAX_CONNECTIONS,
     psk: config.swarmKeyFile != null ? loadSwarmKey(config.swarmKeyFile, logger) : undefined
   })
   const client = deps.client ?? new RegistryClient({ logger, tls: loadUpstreamTls({ caFile: config.caFile, insecureSkipVerify: config.insecureSkipVerify }, logger) })

@@ -1,4 +1,4 @@
-import type { AbortOptions, Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import { isPeerId, type AbortOptions, type Connection, type Libp2p, type PeerId, type Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { raceSignal } from 'race-signal'
@@ -121,13 +121,12 @@ export class ConnectionLanes {
       this.log.debug({ peer: peer.toString() }, 'piece connection open')
       return conn
     } catch (err) {
-      this.dialFailed.set(peer.toString(), Date.now() + DIAL_FAILED_MS)
+      const now = Date.now()
+      // peers come and go: forget the failures that have run out once they pile up
+      if (this.dialFailed.size >= 1024) for (const [k, until] of this.dialFailed) if (until <= now) this.dialFailed.delete(k)
+      this.dialFailed.set(peer.toString(), now + DIAL_FAILED_MS)
       this.log.debug({ peer: peer.toString(), err: (err as Error).message }, 'no piece connection; pieces share the connection there is')
       return undefined
     }
   }
-}
-
-function isPeerId (p: PeerId | Multiaddr): p is PeerId {
-  return typeof (p as PeerId).toMultihash === 'function'
 }

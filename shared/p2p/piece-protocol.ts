@@ -1,4 +1,4 @@
-import type { Libp2p, PeerId, Stream, Connection, Startable } from '@libp2p/interface'
+import { isPeerId, type Libp2p, type PeerId, type Stream, type Connection, type Startable } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { Type, type Static } from '@sinclair/typebox'
 import type { Logger } from 'pino'
@@ -225,9 +225,5 @@ export async function exchangePiece (framed: FramedStream, opts: FetchPieceOptio
   const bytes = [...await framed.readPayload(opts.length, opts.signal)]
   if (pieceSha256Hex(bytes) !== opts.sha256) throw new DigestMismatchError(`piece ${opts.index} of ${opts.digest.value} failed verification`)
   return { bytes }
-}
-
-function isPeerId (p: PeerId | Multiaddr): p is PeerId {
-  return typeof (p as PeerId).toMultihash === 'function'
 }
 
