@@ -32,10 +32,10 @@ import { BlobVisibility } from '../shared/security/blob-visibility.js'
 import { loadSwarmKey } from '../shared/security/swarm-key.js'
 import { readTokenFile, warnIfExposed } from '../shared/security/secret-file.js'
 import { CredentialStore, withConfiguredCredentials } from '../shared/oci/credential-store.js'
+import { loadUpstreamTls } from '../shared/oci/upstream-tls.js'
 
 /** Connections the supernode keeps open: two per daemon (ConnectionLanes), for a couple of thousand hosts. */
 const MAX_CONNECTIONS = 4096
-import { loadUpstreamTls } from '../shared/oci/upstream-tls.js'
 
 export interface SupernodeDeps {
   logger: Logger

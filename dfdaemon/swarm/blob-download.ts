@@ -101,7 +101,6 @@ export class BlobDownload {
   private committing = false
   private readonly watchdog: ProgressWatchdog
   private originAdded = false
-  private lookingForNeighbours = false
   /**
    * Settles when the supernode's task stream ends: true when it ended with
    * `done`, the supernode's word that it checked the whole blob against its
@@ -339,10 +338,8 @@ export class BlobDownload {
   /** Start finding and greeting neighbours (once); returns whether it started now. */
   private lookForNeighbours (): boolean {
     const partial = this.partial
-    if (this.lookingForNeighbours || partial == null || this.finished || this.failure != null) return false
-    this.lookingForNeighbours = true
-    this.neighbourhood.start(partial)
-    return true
+    if (partial == null || this.finished || this.failure != null) return false
+    return this.neighbourhood.start(partial)
   }
 
   /**

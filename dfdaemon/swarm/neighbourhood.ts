@@ -91,10 +91,12 @@ export class Neighbourhood {
     return { manifest, early }
   }
 
-  /** The download has its partial blob: take neighbours, and announce and greet from now on. */
-  start (partial: PartialBlob): void {
+  /** The download has its partial blob: take neighbours, and announce and greet from now on (once; returns whether it started now). */
+  start (partial: PartialBlob): boolean {
+    if (this.partial != null) return false
     this.partial = partial
     this.scheduleAnnounce(0)
+    return true
   }
 
   /** A neighbour that greeted us, or that we greeted, for this blob. */

@@ -87,6 +87,11 @@ export class SwarmNetwork {
     this.log = components.logger.child({ component: 'swarm' })
   }
 
+  /** Where message streams open: on a connection without piece bytes when lanes are given. */
+  private get streams (): Pick<ConnectionLanes, 'dialProtocol'> {
+    return this.c.lanes ?? this.c.libp2p
+  }
+
   get self (): PeerId {
     return this.c.libp2p.peerId
   }
@@ -145,7 +150,7 @@ export class SwarmNetwork {
     }
     try {
       const peer = await this.c.supernode.peerId()
-      const reply = await announce(this.c.lanes ?? this.c.libp2p, peer, msg, { timeoutMs: this.init.announceTimeoutMs ?? 5000 })
+      const reply = await announce(this.streams, peer, msg, { timeoutMs: this.init.announceTimeoutMs ?? 5000 })
       this.c.metrics.trackerAnnounces.inc({ result: 'ok' })
       this.trackerReachable = true
       const out = new Map<string, PeerContact[]>()
@@ -226,7 +231,7 @@ export class SwarmNetwork {
     // a peer-store write per greet adds up over many small blobs: only when there is no connection to reuse
     if (peer.addrs.length > 0 && this.c.libp2p.getConnections(peer.peerId).length === 0) await this.c.libp2p.peerStore.merge(peer.peerId, { multiaddrs: peer.addrs })
     const deadline = AbortSignal.timeout(this.init.greetTimeoutMs ?? 10_000)
-    const stream = await (this.c.lanes ?? this.c.libp2p).dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
+    const stream = await this.streams.dialProtocol(peer.peerId, SWARM_PROTOCOL, { signal: signal == null ? deadline : AbortSignal.any([signal, deadline]) })
     const framed = new FramedStream(stream)
     try {
       const told = have?.toBase64() ?? ''
